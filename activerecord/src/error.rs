@@ -1,0 +1,289 @@
+//! The one error type of the crate.
+//!
+//! Every failure a caller can act on has its own variant, and every variant that comes from the
+//! database keeps the original [`sqlx::Error`] as its `source()`. Messages name the connection
+//! (never its URL, so never its password) and say what the caller can do next.
+
+use std::fmt;
+
+/// The result type of every fallible operation in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in terms a caller can match on.
+///
+/// ```
+/// use activerecord::{ConnectionManager, Error};
+///
+/// let err = ConnectionManager::get("no_such_db").unwrap_err();
+/// assert!(matches!(err, Error::UnknownConnection { .. }));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `find` (or `update`, `delete`, `reload`) found no row with that primary key.
+    #[error("no row in `{table}` with {key_column} = {key}")]
+    NotFound {
+        /// The model's table.
+        table: &'static str,
+        /// The primary key column.
+        key_column: &'static str,
+        /// The key that was looked up, as written by `Debug`.
+        key: String,
+    },
+
+    /// A connection name that was never configured.
+    #[error(
+        "no connection named {name:?} is configured (configured: {}); call ConnectionManager::configure first",
+        list_or_none(configured)
+    )]
+    UnknownConnection {
+        /// The name that was asked for.
+        name: String,
+        /// The names that are configured, sorted.
+        configured: Vec<String>,
+    },
+
+    /// The database refused a write because it breaks a constraint of the schema.
+    #[error("{kind} on connection {connection:?}: {source}")]
+    ConstraintViolation {
+        /// The connection the statement ran on.
+        connection: String,
+        /// Which kind of constraint.
+        kind: ConstraintKind,
+        /// The constraint's name, when the database reports it.
+        constraint: Option<String>,
+        /// The database's own error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The table or column the statement names does not exist: the schema is not what the model
+    /// expects (a migration has not run, or the model names the wrong table).
+    #[error("schema mismatch on connection {connection:?} (missing table or column?): {source}")]
+    Schema {
+        /// The connection the statement ran on.
+        connection: String,
+        /// The database's own error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The connection to the database broke (network error, server shut down, connection killed).
+    /// Whatever the open transaction had written is rolled back by the server; retrying the
+    /// whole unit of work on a new connection is safe.
+    #[error("connection {connection:?} was lost: {source}")]
+    ConnectionLost {
+        /// The connection name.
+        connection: String,
+        /// The underlying I/O or protocol error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// No pooled connection became free within the pool's acquire timeout.
+    #[error(
+        "timed out waiting for a free connection of {connection:?}; raise max_connections or acquire_timeout, or hold connections for less time"
+    )]
+    PoolTimeout {
+        /// The connection name.
+        connection: String,
+    },
+
+    /// A connection could not be set up from its configuration (bad URL, unknown scheme,
+    /// unreadable configuration file, refused credentials).
+    #[error("configuration of connection {connection:?}: {message}")]
+    Configuration {
+        /// The connection name, or the file that was being read.
+        connection: String,
+        /// What is wrong and how to fix it. Never contains a password.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
+    /// A column value could not be converted to the field's Rust type.
+    #[error("cannot read column `{column}` into the model's field: {source}")]
+    Decode {
+        /// The column.
+        column: String,
+        /// Why the value does not fit.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// A value could not be encoded as a statement parameter (e.g. JSON that fails to serialize).
+    #[error("cannot encode parameter {parameter}: {source}")]
+    Encode {
+        /// The 1-based position of the parameter.
+        parameter: usize,
+        /// Why encoding failed.
+        #[source]
+        source: sqlx::error::BoxDynError,
+    },
+
+    /// A query names a column the model does not have.
+    #[error("`{table}` has no column `{column}` (columns: {})", columns.join(", "))]
+    UnknownColumn {
+        /// The model's table.
+        table: &'static str,
+        /// The column that was asked for.
+        column: String,
+        /// The model's columns.
+        columns: &'static [&'static str],
+    },
+
+    /// The application refused to go on (an invariant of the business rule failed, e.g.
+    /// "insufficient funds"); returned from a transaction body it rolls the scope back.
+    #[error("rejected: {0}")]
+    Rejected(String),
+
+    /// Any other database error.
+    #[error("query failed on connection {connection:?}: {source}")]
+    Query {
+        /// The connection the statement ran on.
+        connection: String,
+        /// The database's own error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// The kinds of constraint a write can break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConstraintKind {
+    /// A unique or primary key constraint.
+    Unique,
+    /// A foreign key constraint.
+    ForeignKey,
+    /// A NOT NULL column was given NULL.
+    NotNull,
+    /// A CHECK constraint.
+    Check,
+    /// A value does not fit its column (too long, out of range).
+    ValueTooLarge,
+}
+
+impl fmt::Display for ConstraintKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConstraintKind::Unique => "unique constraint violated",
+            ConstraintKind::ForeignKey => "foreign key constraint violated",
+            ConstraintKind::NotNull => "NOT NULL constraint violated",
+            ConstraintKind::Check => "CHECK constraint violated",
+            ConstraintKind::ValueTooLarge => "value does not fit its column",
+        })
+    }
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+impl Error {
+    /// An application-level refusal, e.g. `Error::rejected("insufficient funds")`.
+    ///
+    /// ```
+    /// let err = activerecord::Error::rejected("insufficient funds");
+    /// assert_eq!(err.to_string(), "rejected: insufficient funds");
+    /// ```
+    pub fn rejected(reason: impl Into<String>) -> Self {
+        Error::Rejected(reason.into())
+    }
+
+    /// Whether retrying the whole unit of work may succeed: the connection was lost, the pool was
+    /// busy, or the database aborted the transaction to break a deadlock or a serialization
+    /// conflict.
+    ///
+    /// ```
+    /// assert!(!activerecord::Error::rejected("no").is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::ConnectionLost { .. } | Error::PoolTimeout { .. } => true,
+            Error::Query { source, .. } => source
+                .as_database_error()
+                .and_then(|db| db.code())
+                .is_some_and(|code| is_transient_code(&code)),
+            _ => false,
+        }
+    }
+
+    /// Classifies an error from sqlx raised by a statement on `connection`.
+    pub(crate) fn from_sqlx(connection: &str, source: sqlx::Error) -> Self {
+        let connection = connection.to_owned();
+        match &source {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Error::ConnectionLost { connection, source },
+            sqlx::Error::PoolTimedOut => Error::PoolTimeout { connection },
+            sqlx::Error::ColumnDecode { index, .. } => Error::Decode {
+                column: index.clone(),
+                source,
+            },
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                let kind = match db.kind() {
+                    sqlx::error::ErrorKind::UniqueViolation => Some(ConstraintKind::Unique),
+                    sqlx::error::ErrorKind::ForeignKeyViolation => Some(ConstraintKind::ForeignKey),
+                    sqlx::error::ErrorKind::NotNullViolation => Some(ConstraintKind::NotNull),
+                    sqlx::error::ErrorKind::CheckViolation => Some(ConstraintKind::Check),
+                    _ if is_value_too_large_code(&code) => Some(ConstraintKind::ValueTooLarge),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    let constraint = db.constraint().map(str::to_owned);
+                    return Error::ConstraintViolation {
+                        connection,
+                        kind,
+                        constraint,
+                        source,
+                    };
+                }
+                if is_connection_lost_code(&code) {
+                    Error::ConnectionLost { connection, source }
+                } else if is_schema_error(&code, db.message()) {
+                    Error::Schema { connection, source }
+                } else {
+                    Error::Query { connection, source }
+                }
+            }
+            _ => Error::Query { connection, source },
+        }
+    }
+}
+
+/// PostgreSQL 22001/22003, MySQL 1406 (data too long) and 1264 (out of range).
+fn is_value_too_large_code(code: &str) -> bool {
+    matches!(code, "22001" | "22003" | "1406" | "1264")
+}
+
+/// PostgreSQL admin shutdown / connection failures (57P01..57P03, class 08); MySQL 1927
+/// (connection killed) and 2006/2013 (server gone).
+fn is_connection_lost_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "1927" | "2006" | "2013")
+}
+
+/// PostgreSQL 42P01/42703, MySQL 1146/1054, SQLite's "no such table/column" messages.
+fn is_schema_error(code: &str, message: &str) -> bool {
+    matches!(code, "42P01" | "42703" | "1146" | "1054")
+        || message.starts_with("no such table")
+        || message.starts_with("no such column")
+        || message.contains("has no column named")
+}
+
+/// PostgreSQL serialization failure and deadlock (40001, 40P01), MySQL deadlock and lock wait
+/// timeout (1213, 1205), SQLite busy/locked (5, 6, 517).
+fn is_transient_code(code: &str) -> bool {
+    matches!(
+        code,
+        "40001" | "40P01" | "1213" | "1205" | "5" | "6" | "517"
+    )
+}

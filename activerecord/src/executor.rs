@@ -1,0 +1,241 @@
+//! Where a model operation runs: the [`Executor`] trait and its implementations.
+//!
+//! Every model and query operation takes `&impl Executor`:
+//! - a [`Database`] runs it on the pool, in autocommit;
+//! - a transaction handle runs it inside that transaction;
+//! - [`Using`] (from [`ConnectionManager::using`]) runs it in the innermost open scope on that
+//!   connection in the current task, or on its pool when none is open (Django's `using=`);
+//! - [`Ambient`] does the same for the model's own database (`#[activerecord(database = "..")]`),
+//!   or, for a model that names none, in the innermost open scope of the task.
+//!
+//! An executor is resolved to a [`Target`] once per operation, without taking any lock.
+
+use crate::connection::{Backend, ConnectionManager, Database, Pool};
+use crate::error::{Error, Result};
+use crate::value::{Arguments, RowRef};
+use sqlx::SqlSafeStr;
+use std::borrow::Cow;
+
+/// Something a model operation can run on. See the [module docs](self).
+pub trait Executor: Send + Sync {
+    /// Resolves the connection to use for a model whose default database is `model_database`.
+    #[doc(hidden)]
+    fn target(&self, model_database: Option<&'static str>) -> Result<Target<'_>>;
+}
+
+/// The connection one operation runs on, resolved from an [`Executor`].
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Target<'a> {
+    /// Autocommit on a pool.
+    Pool(Cow<'a, Database>),
+}
+
+/// What a statement that returns no rows reports.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Done {
+    pub(crate) rows_affected: u64,
+    /// MySQL's `LAST_INSERT_ID()` of the statement; 0 elsewhere.
+    pub(crate) last_insert_id: u64,
+}
+
+impl From<sqlx::sqlite::SqliteQueryResult> for Done {
+    fn from(r: sqlx::sqlite::SqliteQueryResult) -> Self {
+        Done {
+            rows_affected: r.rows_affected(),
+            last_insert_id: 0,
+        }
+    }
+}
+impl From<sqlx::postgres::PgQueryResult> for Done {
+    fn from(r: sqlx::postgres::PgQueryResult) -> Self {
+        Done {
+            rows_affected: r.rows_affected(),
+            last_insert_id: 0,
+        }
+    }
+}
+impl From<sqlx::mysql::MySqlQueryResult> for Done {
+    fn from(r: sqlx::mysql::MySqlQueryResult) -> Self {
+        Done {
+            rows_affected: r.rows_affected(),
+            last_insert_id: r.last_insert_id(),
+        }
+    }
+}
+
+/// Runs `$body` with `$exec` bound to the sqlx executor of `$target` and `$args` to its
+/// backend's arguments.
+macro_rules! on_target {
+    ($target:expr, $args:expr, |$exec:ident, $arguments:ident| $body:expr) => {
+        match ($target, $args) {
+            (Target::Pool(db), args) => match (db.pool(), args) {
+                (Pool::Sqlite($exec), Arguments::Sqlite($arguments)) => $body,
+                (Pool::Postgres($exec), Arguments::Postgres($arguments)) => $body,
+                (Pool::MySql($exec), Arguments::MySql($arguments)) => $body,
+                _ => unreachable!("arguments are always built for the target's backend"),
+            },
+        }
+    };
+}
+
+impl Target<'_> {
+    /// The backend statements must be written for.
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Target::Pool(db) => db.backend(),
+        }
+    }
+
+    /// The connection name, for error messages.
+    pub(crate) fn connection_name(&self) -> &str {
+        match self {
+            Target::Pool(db) => db.name(),
+        }
+    }
+
+    /// Empty arguments for this target's backend.
+    pub(crate) fn arguments(&self) -> Arguments {
+        Arguments::new(self.backend())
+    }
+
+    fn error(&self, e: sqlx::Error) -> Error {
+        Error::from_sqlx(self.connection_name(), e)
+    }
+
+    /// Runs a statement and maps every row it returns.
+    pub(crate) async fn fetch_all<T>(
+        &self,
+        sql: impl SqlSafeStr,
+        args: Arguments,
+        mut map: impl FnMut(RowRef<'_>) -> Result<T> + Send,
+    ) -> Result<Vec<T>> {
+        let sql = sql.into_sql_str();
+        on_target!(self, args, |exec, args| {
+            let rows = sqlx::query_with(sql, args)
+                .fetch_all(exec)
+                .await
+                .map_err(|e| self.error(e))?;
+            rows.iter().map(|row| map(RowRef::from(row))).collect()
+        })
+    }
+
+    /// Runs a statement and maps its first row, if any.
+    pub(crate) async fn fetch_optional<T>(
+        &self,
+        sql: impl SqlSafeStr,
+        args: Arguments,
+        map: impl FnOnce(RowRef<'_>) -> Result<T> + Send,
+    ) -> Result<Option<T>> {
+        let sql = sql.into_sql_str();
+        on_target!(self, args, |exec, args| {
+            let row = sqlx::query_with(sql, args)
+                .fetch_optional(exec)
+                .await
+                .map_err(|e| self.error(e))?;
+            row.as_ref().map(|row| map(RowRef::from(row))).transpose()
+        })
+    }
+
+    /// Runs a statement that returns no rows.
+    pub(crate) async fn execute(&self, sql: impl SqlSafeStr, args: Arguments) -> Result<Done> {
+        let sql = sql.into_sql_str();
+        on_target!(self, args, |exec, args| {
+            sqlx::query_with(sql, args)
+                .execute(exec)
+                .await
+                .map(Done::from)
+                .map_err(|e| self.error(e))
+        })
+    }
+}
+
+impl Executor for Database {
+    fn target(&self, _: Option<&'static str>) -> Result<Target<'_>> {
+        Ok(Target::Pool(Cow::Borrowed(self)))
+    }
+}
+
+/// A connection chosen by name: the innermost open transaction scope on it in the current task,
+/// else its pool. Returned by [`ConnectionManager::using`]; an unknown name is reported when the
+/// handle is used.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+/// use activerecord::{ActiveRecord, ConnectionManager, Model};
+///
+/// #[derive(ActiveRecord, Debug)]
+/// struct Note { id: Option<i64>, body: String }
+///
+/// let db = ConnectionManager::configure("using_doc", "sqlite::memory:").await?;
+/// db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").await?;
+/// let notes = ConnectionManager::using("using_doc");
+/// Note::create(&notes, Note { id: None, body: "hello".into() }).await?;
+/// assert_eq!(Note::count(&notes).await?, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Using {
+    pub(crate) name: String,
+}
+
+impl Using {
+    /// The connection name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl ConnectionManager {
+    /// A handle on the connection `name`: an [`Executor`] for model calls, and the way into
+    /// transaction scopes.
+    pub fn using(name: &str) -> Using {
+        Using {
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl Executor for Using {
+    fn target(&self, _: Option<&'static str>) -> Result<Target<'_>> {
+        Ok(Target::Pool(Cow::Owned(ConnectionManager::get(
+            &self.name,
+        )?)))
+    }
+}
+
+/// The connection a model would choose by itself: see the [module docs](self).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+/// use activerecord::{ActiveRecord, Ambient, ConnectionManager, Model};
+///
+/// #[derive(ActiveRecord, Debug)]
+/// #[activerecord(database = "ambient_doc")]
+/// struct Note { id: Option<i64>, body: String }
+///
+/// let db = ConnectionManager::configure("ambient_doc", "sqlite::memory:").await?;
+/// db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").await?;
+/// let note = Note::create(&Ambient, Note { id: None, body: "hello".into() }).await?;
+/// assert_eq!(Note::find(&Ambient, note.id.unwrap()).await?.body, "hello");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ambient;
+
+impl Executor for Ambient {
+    fn target(&self, model_database: Option<&'static str>) -> Result<Target<'_>> {
+        match model_database {
+            Some(name) => Ok(Target::Pool(Cow::Owned(ConnectionManager::get(name)?))),
+            None => Err(Error::Configuration {
+                connection: "(none)".to_owned(),
+                message:
+                    "this model names no database and no transaction scope is open in this task: \
+                          add #[activerecord(database = \"...\")] to the model, open a scope with \
+                          ConnectionManager::using(name).transaction(..), or pass a connection"
+                        .to_owned(),
+                source: None,
+            }),
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! An ActiveRecord-style ORM for SQLite, PostgreSQL and MySQL/MariaDB whose transactions span
+//! several databases.
+//!
+//! - `#[derive(ActiveRecord)]` on a plain struct makes it a [`Model`]: `find`, `save`, `delete`,
+//!   queries. The same model works on all three backends, chosen at run time by the URL.
+//! - [`ConnectionManager`] maps names such as `"bank_db_1"` to connection pools.
+//! - Every operation takes an [`Executor`]: a [`Database`] (autocommit on the pool), a
+//!   transaction, [`ConnectionManager::using`] or [`Ambient`].
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+//! use activerecord::{ActiveRecord, ConnectionManager, Model};
+//!
+//! #[derive(ActiveRecord, Debug)]
+//! #[activerecord(table = "accounts")]
+//! struct Account {
+//!     id: Option<i64>,
+//!     owner: String,
+//!     balance: i64,
+//! }
+//!
+//! let db = ConnectionManager::configure("crate_doc", "sqlite::memory:").await?;
+//! db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT, balance INTEGER)").await?;
+//! let alice = Account::create(&db, Account { id: None, owner: "alice".into(), balance: 10 }).await?;
+//! assert_eq!(Account::find(&db, alice.id.unwrap()).await?.owner, "alice");
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod connection;
+pub mod error;
+pub mod executor;
+pub mod model;
+pub mod query;
+mod sql;
+pub mod value;
+
+pub use activerecord_derive::ActiveRecord;
+pub use connection::{Backend, ConnectionManager, Database, DatabaseConfig, DatabaseUrl};
+pub use error::{ConstraintKind, Error, Result};
+pub use executor::{Ambient, Executor, Using};
+pub use model::{Model, ModelMeta};
+pub use query::{Column, Condition, Order, Query, col};
+pub use value::{Arguments, IntoParam, Json, RowRef, Value};
+
+/// Items the derive macro's generated code refers to. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::sql::{StatementCache, Statements};
+
+    /// Names the field type in an error at its own span when it is not a [`Value`](crate::Value).
+    pub const fn assert_value<V: crate::Value>() {}
+}

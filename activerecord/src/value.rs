@@ -1,0 +1,368 @@
+//! Column values: the Rust types a model field may have, and how each one is bound to a statement
+//! and read back from a row on every backend.
+//!
+//! One model definition works on SQLite, PostgreSQL and MySQL/MariaDB, so a field type must be
+//! storable on all three. [`Value`] is implemented for the types of that matrix; a field of any
+//! other type is a compile error that lists them. Where a backend has no native column type for
+//! a value (decimals on SQLite) it is stored as text, losslessly.
+
+use crate::connection::Backend;
+use crate::error::{Error, Result};
+use sqlx::error::BoxDynError;
+use sqlx::mysql::{MySqlArguments, MySqlRow};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Arguments as _, Row as _, ValueRef as _};
+
+pub use sqlx::types::Json;
+
+/// The bound parameters of one statement, for the backend it will run on.
+///
+/// Built by the model and query code; users meet it only when implementing [`Value`] for a type of
+/// their own.
+#[derive(Debug)]
+pub enum Arguments {
+    /// Parameters for SQLite.
+    Sqlite(SqliteArguments),
+    /// Parameters for PostgreSQL.
+    Postgres(PgArguments),
+    /// Parameters for MySQL/MariaDB.
+    MySql(MySqlArguments),
+}
+
+impl Arguments {
+    /// Empty arguments for `backend`.
+    ///
+    /// ```
+    /// use activerecord::{Arguments, Backend};
+    ///
+    /// let mut args = Arguments::new(Backend::Postgres);
+    /// args.add(&42_i64).unwrap();
+    /// assert_eq!(args.len(), 1);
+    /// ```
+    pub fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => Arguments::Sqlite(SqliteArguments::default()),
+            Backend::Postgres => Arguments::Postgres(PgArguments::default()),
+            Backend::MySql => Arguments::MySql(MySqlArguments::default()),
+        }
+    }
+
+    /// Appends one value.
+    pub fn add<V: Value + ?Sized>(&mut self, value: &V) -> Result<()> {
+        let parameter = self.len() + 1;
+        value
+            .bind(self)
+            .map_err(|source| Error::Encode { parameter, source })
+    }
+
+    /// How many values have been added.
+    pub fn len(&self) -> usize {
+        match self {
+            Arguments::Sqlite(a) => a.len(),
+            Arguments::Postgres(a) => a.len(),
+            Arguments::MySql(a) => a.len(),
+        }
+    }
+
+    /// Whether no value has been added.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A borrowed result row of any backend.
+#[derive(Debug, Clone, Copy)]
+pub enum RowRef<'r> {
+    /// A SQLite row.
+    Sqlite(&'r SqliteRow),
+    /// A PostgreSQL row.
+    Postgres(&'r PgRow),
+    /// A MySQL/MariaDB row.
+    MySql(&'r MySqlRow),
+}
+
+impl<'r> From<&'r SqliteRow> for RowRef<'r> {
+    fn from(row: &'r SqliteRow) -> Self {
+        RowRef::Sqlite(row)
+    }
+}
+impl<'r> From<&'r PgRow> for RowRef<'r> {
+    fn from(row: &'r PgRow) -> Self {
+        RowRef::Postgres(row)
+    }
+}
+impl<'r> From<&'r MySqlRow> for RowRef<'r> {
+    fn from(row: &'r MySqlRow) -> Self {
+        RowRef::MySql(row)
+    }
+}
+
+impl RowRef<'_> {
+    /// Reads column `index` as a `V`.
+    pub fn get<V: Value>(self, index: usize) -> Result<V> {
+        V::decode(self, index).map_err(|source| Error::Decode {
+            column: self.column_name(index),
+            source,
+        })
+    }
+
+    /// Whether column `index` holds NULL.
+    pub fn is_null(self, index: usize) -> Result<bool, sqlx::Error> {
+        Ok(match self {
+            RowRef::Sqlite(row) => row.try_get_raw(index)?.is_null(),
+            RowRef::Postgres(row) => row.try_get_raw(index)?.is_null(),
+            RowRef::MySql(row) => row.try_get_raw(index)?.is_null(),
+        })
+    }
+
+    fn column_name(self, index: usize) -> String {
+        use sqlx::Column as _;
+        let name = match self {
+            RowRef::Sqlite(row) => row.columns().get(index).map(|c| c.name().to_owned()),
+            RowRef::Postgres(row) => row.columns().get(index).map(|c| c.name().to_owned()),
+            RowRef::MySql(row) => row.columns().get(index).map(|c| c.name().to_owned()),
+        };
+        name.unwrap_or_else(|| format!("#{index}"))
+    }
+}
+
+/// A Rust type that can be stored in a column on every backend.
+///
+/// Implemented for `i16`, `i32`, `i64`, `f32`, `f64`, `bool`, `String`, `Vec<u8>`,
+/// [`rust_decimal::Decimal`], [`chrono::DateTime<Utc>`](chrono::DateTime),
+/// [`chrono::NaiveDateTime`], [`chrono::NaiveDate`], [`uuid::Uuid`], [`Json<T>`] and `Option<V>`
+/// of any of them (NULL is `None`).
+///
+/// Column types to declare: see the guide's type table (`docs/types.md`). Implement this trait for
+/// a type of your own by delegating to one of these.
+///
+/// ```
+/// use activerecord::{Arguments, Backend, Value};
+///
+/// let mut args = Arguments::new(Backend::Sqlite);
+/// Some(rust_decimal::Decimal::new(1999, 2)).bind(&mut args).unwrap();
+/// None::<String>.bind(&mut args).unwrap();
+/// assert_eq!(args.len(), 2);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a model column",
+    label = "unsupported field type",
+    note = "supported: i16, i32, i64, f32, f64, bool, String, Vec<u8>, rust_decimal::Decimal, chrono::DateTime<Utc>, chrono::NaiveDateTime, chrono::NaiveDate, uuid::Uuid, activerecord::Json<T>, and Option of any of them",
+    note = "a field that is not stored can be marked #[activerecord(skip)]"
+)]
+pub trait Value: Send + Sync + 'static {
+    /// Appends `self` to `args`.
+    fn bind(&self, args: &mut Arguments) -> Result<(), BoxDynError>;
+
+    /// Appends a NULL typed as `Self` (PostgreSQL checks parameter types even for NULL).
+    fn bind_null(args: &mut Arguments) -> Result<(), BoxDynError>
+    where
+        Self: Sized;
+
+    /// Reads column `index` of `row`.
+    fn decode(row: RowRef<'_>, index: usize) -> Result<Self, sqlx::Error>
+    where
+        Self: Sized;
+
+    /// Converts a key generated by MySQL's `AUTO_INCREMENT` (reported as `LAST_INSERT_ID()`).
+    /// `None` for types that cannot be such a key.
+    fn from_generated_id(id: u64) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        let _ = id;
+        None
+    }
+}
+
+/// Implements [`Value`] for types that sqlx encodes and decodes natively on all three backends;
+/// `[auto_increment]` marks the integer types a MySQL generated key can be read into.
+macro_rules! native_value {
+    ($($ty:ty $([$auto_increment:ident])?),* $(,)?) => {$(
+        impl Value for $ty {
+            fn bind(&self, args: &mut Arguments) -> Result<(), BoxDynError> {
+                match args {
+                    Arguments::Sqlite(a) => a.add(self),
+                    Arguments::Postgres(a) => a.add(self),
+                    Arguments::MySql(a) => a.add(self),
+                }
+            }
+            fn bind_null(args: &mut Arguments) -> Result<(), BoxDynError> {
+                match args {
+                    Arguments::Sqlite(a) => a.add(None::<$ty>),
+                    Arguments::Postgres(a) => a.add(None::<$ty>),
+                    Arguments::MySql(a) => a.add(None::<$ty>),
+                }
+            }
+            fn decode(row: RowRef<'_>, index: usize) -> Result<Self, sqlx::Error> {
+                match row {
+                    RowRef::Sqlite(r) => r.try_get::<$ty, _>(index),
+                    RowRef::Postgres(r) => r.try_get::<$ty, _>(index),
+                    RowRef::MySql(r) => r.try_get::<$ty, _>(index),
+                }
+            }
+            $(
+                /// Integer keys can be `AUTO_INCREMENT` keys.
+                fn from_generated_id(id: u64) -> Option<Self> {
+                    let _ = stringify!($auto_increment);
+                    <$ty>::try_from(id).ok()
+                }
+            )?
+        }
+    )*};
+}
+
+native_value!(
+    i16[auto_increment],
+    i32[auto_increment],
+    i64[auto_increment],
+    f32,
+    f64,
+    bool,
+    String,
+    Vec<u8>,
+    chrono::DateTime<chrono::Utc>,
+    chrono::NaiveDateTime,
+    chrono::NaiveDate,
+    uuid::Uuid,
+);
+
+impl<T> Value for Json<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    fn bind(&self, args: &mut Arguments) -> Result<(), BoxDynError> {
+        match args {
+            Arguments::Sqlite(a) => a.add(self),
+            Arguments::Postgres(a) => a.add(self),
+            Arguments::MySql(a) => a.add(self),
+        }
+    }
+    fn bind_null(args: &mut Arguments) -> Result<(), BoxDynError> {
+        match args {
+            Arguments::Sqlite(a) => a.add(None::<Json<T>>),
+            Arguments::Postgres(a) => a.add(None::<Json<T>>),
+            Arguments::MySql(a) => a.add(None::<Json<T>>),
+        }
+    }
+    fn decode(row: RowRef<'_>, index: usize) -> Result<Self, sqlx::Error> {
+        match row {
+            RowRef::Sqlite(r) => r.try_get::<Json<T>, _>(index),
+            RowRef::Postgres(r) => r.try_get::<Json<T>, _>(index),
+            // MariaDB's JSON is LONGTEXT underneath and reports itself as text.
+            RowRef::MySql(r) => {
+                let text: String = r.try_get(index)?;
+                serde_json::from_str(&text)
+                    .map(Json)
+                    .map_err(|e| column_decode(index, e))
+            }
+        }
+    }
+}
+
+/// SQLite has no decimal type: decimals are stored there as their exact text.
+impl Value for rust_decimal::Decimal {
+    fn bind(&self, args: &mut Arguments) -> Result<(), BoxDynError> {
+        match args {
+            Arguments::Sqlite(a) => a.add(self.to_string()),
+            Arguments::Postgres(a) => a.add(self),
+            Arguments::MySql(a) => a.add(self),
+        }
+    }
+    fn bind_null(args: &mut Arguments) -> Result<(), BoxDynError> {
+        match args {
+            Arguments::Sqlite(a) => a.add(None::<String>),
+            Arguments::Postgres(a) => a.add(None::<rust_decimal::Decimal>),
+            Arguments::MySql(a) => a.add(None::<rust_decimal::Decimal>),
+        }
+    }
+    fn decode(row: RowRef<'_>, index: usize) -> Result<Self, sqlx::Error> {
+        match row {
+            RowRef::Sqlite(r) => {
+                let text: String = r.try_get(index)?;
+                text.parse().map_err(|e| column_decode(index, e))
+            }
+            RowRef::Postgres(r) => r.try_get(index),
+            RowRef::MySql(r) => r.try_get(index),
+        }
+    }
+}
+
+impl<V: Value + Sized> Value for Option<V> {
+    fn bind(&self, args: &mut Arguments) -> Result<(), BoxDynError> {
+        match self {
+            Some(value) => value.bind(args),
+            None => V::bind_null(args),
+        }
+    }
+    fn bind_null(args: &mut Arguments) -> Result<(), BoxDynError> {
+        V::bind_null(args)
+    }
+    fn decode(row: RowRef<'_>, index: usize) -> Result<Self, sqlx::Error> {
+        if row.is_null(index)? {
+            Ok(None)
+        } else {
+            V::decode(row, index).map(Some)
+        }
+    }
+}
+
+fn column_decode(
+    index: usize,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: format!("{index}"),
+        source: Box::new(source),
+    }
+}
+
+/// A query parameter: any [`Value`], or a string slice (copied).
+///
+/// ```
+/// use activerecord::col;
+///
+/// let by_owner = col("owner").eq("alice");
+/// let owner = String::from("bob");
+/// let also = col("owner").eq(owner.as_str());
+/// let rich = col("balance").ge(1_000_i64);
+/// # let _ = (by_owner, also, rich);
+/// ```
+pub trait IntoParam {
+    /// Boxes the value for binding later.
+    fn into_param(self) -> Box<dyn Value>;
+}
+
+impl<V: Value> IntoParam for V {
+    fn into_param(self) -> Box<dyn Value> {
+        Box::new(self)
+    }
+}
+
+impl IntoParam for &str {
+    fn into_param(self) -> Box<dyn Value> {
+        Box::new(self.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_is_bound_as_text_on_sqlite() {
+        let mut args = Arguments::new(Backend::Sqlite);
+        rust_decimal::Decimal::new(12345, 2)
+            .bind(&mut args)
+            .unwrap();
+        assert_eq!(args.len(), 1);
+    }
+
+    #[test]
+    fn only_integers_take_generated_ids() {
+        assert_eq!(i64::from_generated_id(7), Some(7));
+        assert_eq!(i16::from_generated_id(70_000), None);
+        assert_eq!(String::from_generated_id(7), None);
+    }
+}
