@@ -1,1 +1,105 @@
+//! `testkit`: real database servers for the integration tests, examples and benchmarks.
+//!
+//! PostgreSQL (with `max_prepared_transactions` > 0), MariaDB and Redis are started as child
+//! processes, each in a temporary directory on a free loopback port, the first time a test asks
+//! for one, and shared by every test of the process. They are stopped and their directories
+//! removed when the process exits, also after a test panicked; if the process is killed, the
+//! kernel kills them too (`PR_SET_PDEATHSIG`).
+//!
+//! To use servers you run yourself instead, set `ACTIVERECORD_TEST_POSTGRES_URL`,
+//! `ACTIVERECORD_TEST_MYSQL_URL` or `ACTIVERECORD_TEST_REDIS_URL` (a PostgreSQL or MySQL URL
+//! must name an account that may create databases). A test that needs a server that can be
+//! neither started nor found fails, saying what is missing: no test passes by skipping.
+//!
+//! Each test gets a database of its own from [`fresh_database`].
 
+mod server;
+
+use activerecord::Backend;
+use server::{Server, ServerKind};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use server::scratch_dir;
+
+/// The backends the suite runs against.
+pub const BACKENDS: [Backend; 3] = [Backend::Sqlite, Backend::Postgres, Backend::MySql];
+
+static POSTGRES: OnceLock<Result<Endpoint, String>> = OnceLock::new();
+static MARIADB: OnceLock<Result<Endpoint, String>> = OnceLock::new();
+static REDIS: OnceLock<Result<Endpoint, String>> = OnceLock::new();
+static NEXT_DATABASE: AtomicUsize = AtomicUsize::new(0);
+
+/// A server to connect to: one this process started, or one named by the environment.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    /// A URL for the server's administrative database, without a trailing path.
+    base_url: String,
+}
+
+fn endpoint(
+    cell: &'static OnceLock<Result<Endpoint, String>>,
+    kind: ServerKind,
+) -> &'static Endpoint {
+    let endpoint = cell.get_or_init(|| {
+        if let Ok(url) = std::env::var(kind.env_var()) {
+            return Ok(Endpoint {
+                base_url: url.trim_end_matches('/').to_owned(),
+            });
+        }
+        Server::start_shared(kind).map(|server| Endpoint {
+            base_url: server.base_url(),
+        })
+    });
+    match endpoint {
+        Ok(endpoint) => endpoint,
+        Err(why) => panic!(
+            "{} is needed by this test and could not be started: {why}\n\
+             Run the test command from README.md (it installs the servers), or set {} to a running server.",
+            kind.name(),
+            kind.env_var()
+        ),
+    }
+}
+
+/// A URL for a new, empty database on `backend`, for one test.
+///
+/// SQLite gets a new file in the process's scratch directory; PostgreSQL and MariaDB get a new
+/// database on the shared server.
+pub async fn fresh_database(backend: Backend) -> String {
+    let n = NEXT_DATABASE.fetch_add(1, Ordering::Relaxed);
+    let name = format!("test_{}_{n}", std::process::id());
+    match backend {
+        Backend::Sqlite => {
+            let path: PathBuf = scratch_dir().join(format!("{name}.db"));
+            format!("sqlite://{}?mode=rwc", path.display())
+        }
+        Backend::Postgres => {
+            let base = &endpoint(&POSTGRES, ServerKind::Postgres).base_url;
+            server::create_database(backend, base, &name).await;
+            format!("{base}/{name}")
+        }
+        Backend::MySql => {
+            let base = &endpoint(&MARIADB, ServerKind::MariaDb).base_url;
+            server::create_database(backend, base, &name).await;
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// The URL of the shared Redis server.
+pub fn redis_url() -> String {
+    endpoint(&REDIS, ServerKind::Redis).base_url.clone()
+}
+
+/// Logs to stderr at the level `RUST_LOG` asks for (nothing by default); safe to call often.
+pub fn init_logging() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    });
+}

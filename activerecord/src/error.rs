@@ -208,8 +208,7 @@ impl Error {
             Error::ConnectionLost { .. } | Error::PoolTimeout { .. } => true,
             Error::Query { source, .. } => source
                 .as_database_error()
-                .and_then(|db| db.code())
-                .is_some_and(|code| is_transient_code(&code)),
+                .is_some_and(|db| is_transient_code(&database_code(db))),
             _ => false,
         }
     }
@@ -229,7 +228,7 @@ impl Error {
                 source,
             },
             sqlx::Error::Database(db) => {
-                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                let code = database_code(db.as_ref());
                 let kind = match db.kind() {
                     sqlx::error::ErrorKind::UniqueViolation => Some(ConstraintKind::Unique),
                     sqlx::error::ErrorKind::ForeignKeyViolation => Some(ConstraintKind::ForeignKey),
@@ -258,6 +257,15 @@ impl Error {
             _ => Error::Query { connection, source },
         }
     }
+}
+
+/// The code to classify a database error by: MySQL's error number (its SQLSTATEs are too coarse),
+/// else the SQLSTATE (PostgreSQL) or result code (SQLite).
+fn database_code(db: &dyn sqlx::error::DatabaseError) -> String {
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return mysql.number().to_string();
+    }
+    db.code().map(|c| c.into_owned()).unwrap_or_default()
 }
 
 /// PostgreSQL 22001/22003, MySQL 1406 (data too long) and 1264 (out of range).

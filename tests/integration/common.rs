@@ -1,0 +1,230 @@
+//! Models, schemas and helpers shared by the integration tests.
+
+use activerecord::{ActiveRecord, Backend, ConnectionManager, Database, Json};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Generates one `#[tokio::test]` per backend for each scenario `async fn name(Backend) -> Result<()>`.
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(activerecord::Backend::Sqlite).await.unwrap()
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario(activerecord::Backend::Postgres).await.unwrap()
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mariadb() {
+                super::$scenario(activerecord::Backend::MySql).await.unwrap()
+            }
+        }
+    )*};
+}
+pub(crate) use on_every_backend;
+
+/// Configures a connection named `<label>_<backend>` on a new, empty database.
+pub async fn connect(backend: Backend, label: &str) -> Database {
+    testkit::init_logging();
+    let url = testkit::fresh_database(backend).await;
+    let name = format!("{label}_{backend:?}").to_lowercase();
+    ConnectionManager::configure(&name, url.as_str())
+        .await
+        .unwrap_or_else(|e| panic!("configure {name}: {e}"))
+}
+
+/// The DDL for a table, written once with per-backend column types.
+pub struct Ddl(pub Backend);
+
+impl Ddl {
+    /// An auto-incrementing 64-bit primary key.
+    pub fn serial_key(&self) -> &'static str {
+        match self.0 {
+            Backend::Sqlite => "INTEGER PRIMARY KEY",
+            Backend::Postgres => "BIGSERIAL PRIMARY KEY",
+            Backend::MySql => "BIGINT AUTO_INCREMENT PRIMARY KEY",
+        }
+    }
+
+    /// An identifier quoted for the backend.
+    pub fn quote(&self, ident: &str) -> String {
+        match self.0 {
+            Backend::MySql => format!("`{ident}`"),
+            Backend::Sqlite | Backend::Postgres => format!("\"{ident}\""),
+        }
+    }
+
+    pub fn accounts(&self) -> String {
+        format!(
+            "CREATE TABLE accounts (id {}, owner VARCHAR(100) NOT NULL UNIQUE, balance BIGINT NOT NULL)",
+            self.serial_key()
+        )
+    }
+}
+
+/// A bank account, as in the guide's examples.
+#[derive(ActiveRecord, Debug, Clone, PartialEq)]
+#[activerecord(table = "accounts")]
+pub struct Account {
+    pub id: Option<i64>,
+    pub owner: String,
+    pub balance: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub theme: String,
+    pub tags: Vec<String>,
+}
+
+/// One field of every supported type.
+#[derive(ActiveRecord, Debug, Clone, PartialEq)]
+#[activerecord(table = "samples")]
+pub struct Sample {
+    pub id: Option<i64>,
+    pub small: i16,
+    pub medium: i32,
+    pub big: i64,
+    pub single: f32,
+    pub double: f64,
+    pub flag: bool,
+    pub text: String,
+    pub bytes: Vec<u8>,
+    pub amount: Decimal,
+    pub at: DateTime<Utc>,
+    pub local_at: NaiveDateTime,
+    pub day: NaiveDate,
+    pub uid: Uuid,
+    pub doc: Json<Settings>,
+    pub maybe_small: Option<i16>,
+    pub maybe_medium: Option<i32>,
+    pub maybe_big: Option<i64>,
+    pub maybe_single: Option<f32>,
+    pub maybe_double: Option<f64>,
+    pub maybe_flag: Option<bool>,
+    pub maybe_text: Option<String>,
+    pub maybe_bytes: Option<Vec<u8>>,
+    pub maybe_amount: Option<Decimal>,
+    pub maybe_at: Option<DateTime<Utc>>,
+    pub maybe_local_at: Option<NaiveDateTime>,
+    pub maybe_day: Option<NaiveDate>,
+    pub maybe_uid: Option<Uuid>,
+    pub maybe_doc: Option<Json<Settings>>,
+    #[activerecord(column = "label")]
+    pub renamed: String,
+    #[activerecord(skip)]
+    pub not_stored: Vec<String>,
+}
+
+impl Ddl {
+    pub fn samples(&self) -> String {
+        let types: [(&str, &str, &str); 14] = [
+            // (SQLite, PostgreSQL, MySQL/MariaDB)
+            ("INTEGER", "SMALLINT", "SMALLINT"),
+            ("INTEGER", "INTEGER", "INT"),
+            ("INTEGER", "BIGINT", "BIGINT"),
+            ("REAL", "REAL", "FLOAT"),
+            ("REAL", "DOUBLE PRECISION", "DOUBLE"),
+            ("BOOLEAN", "BOOLEAN", "BOOLEAN"),
+            ("TEXT", "TEXT", "TEXT"),
+            ("BLOB", "BYTEA", "LONGBLOB"),
+            ("TEXT", "NUMERIC(30, 10)", "DECIMAL(30, 10)"),
+            ("TEXT", "TIMESTAMPTZ", "DATETIME(6)"),
+            ("TEXT", "TIMESTAMP", "DATETIME(6)"),
+            ("TEXT", "DATE", "DATE"),
+            ("BLOB", "UUID", "BINARY(16)"),
+            ("TEXT", "JSONB", "JSON"),
+        ];
+        let names = [
+            "small", "medium", "big", "single", "double", "flag", "text", "bytes", "amount", "at",
+            "local_at", "day", "uid", "doc",
+        ];
+        let pick = |t: &(&'static str, &'static str, &'static str)| match self.0 {
+            Backend::Sqlite => t.0,
+            Backend::Postgres => t.1,
+            Backend::MySql => t.2,
+        };
+        let mut columns = vec![format!("id {}", self.serial_key())];
+        for (name, ty) in names.iter().zip(&types) {
+            columns.push(format!("{} {} NOT NULL", self.quote(name), pick(ty)));
+        }
+        for (name, ty) in names.iter().zip(&types) {
+            columns.push(format!(
+                "{} {}",
+                self.quote(&format!("maybe_{name}")),
+                pick(ty)
+            ));
+        }
+        columns.push("label VARCHAR(50) NOT NULL".to_owned());
+        format!("CREATE TABLE samples ({})", columns.join(", "))
+    }
+}
+
+/// A sample with every optional field set and values at the edges of their types.
+pub fn full_sample() -> Sample {
+    let at = DateTime::parse_from_rfc3339("2026-11-21T08:30:15.123456Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let settings = Settings {
+        theme: "dark \"quoted\"".into(),
+        tags: vec!["a".into(), "ü".into()],
+    };
+    Sample {
+        id: None,
+        small: i16::MIN,
+        medium: i32::MAX,
+        big: i64::MIN,
+        single: 1.5,
+        double: -2.25e100,
+        flag: true,
+        text: "héllo ✓ 中文 '; DROP TABLE samples; --".into(),
+        bytes: vec![0, 1, 2, 254, 255],
+        amount: "-12345678901234567890.0123456789".parse().unwrap(),
+        at,
+        local_at: at.naive_utc(),
+        day: NaiveDate::from_ymd_opt(1999, 12, 31).unwrap(),
+        uid: Uuid::new_v4(),
+        doc: Json(settings.clone()),
+        maybe_small: Some(7),
+        maybe_medium: Some(-8),
+        maybe_big: Some(i64::MAX),
+        maybe_single: Some(-0.5),
+        maybe_double: Some(1e-300),
+        maybe_flag: Some(false),
+        maybe_text: Some(String::new()),
+        maybe_bytes: Some(Vec::new()),
+        maybe_amount: Some(Decimal::new(1, 10)),
+        maybe_at: Some(at),
+        maybe_local_at: Some(at.naive_utc()),
+        maybe_day: Some(NaiveDate::from_ymd_opt(2000, 2, 29).unwrap()),
+        maybe_uid: Some(Uuid::nil()),
+        maybe_doc: Some(Json(settings)),
+        renamed: "label".into(),
+        not_stored: Vec::new(),
+    }
+}
+
+/// The same sample with every optional field NULL.
+pub fn sample_with_nulls() -> Sample {
+    Sample {
+        maybe_small: None,
+        maybe_medium: None,
+        maybe_big: None,
+        maybe_single: None,
+        maybe_double: None,
+        maybe_flag: None,
+        maybe_text: None,
+        maybe_bytes: None,
+        maybe_amount: None,
+        maybe_at: None,
+        maybe_local_at: None,
+        maybe_day: None,
+        maybe_uid: None,
+        maybe_doc: None,
+        ..full_sample()
+    }
+}

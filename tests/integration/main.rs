@@ -1,0 +1,7 @@
+//! Integration tests against real databases: SQLite files, and PostgreSQL and MariaDB servers
+//! started by `testkit`. Every scenario runs on every backend.
+
+mod common;
+mod connections;
+mod crud;
+mod queries;
