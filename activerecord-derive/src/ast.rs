@@ -348,7 +348,10 @@ fn check_field_type(ty: &Type, errors: &mut Errors) {
         }
         _ => return,
     };
-    errors.at(ty.span(), format!("unsupported field type: {message}"));
+    errors.push(syn::Error::new_spanned(
+        ty,
+        format!("unsupported field type: {message}"),
+    ));
 }
 
 /// `T` when `ty` is written `Option<T>`.

@@ -4,7 +4,7 @@
 
 use crate::ast::ModelDef;
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 pub fn expand(model: &ModelDef<'_>) -> TokenStream {
@@ -24,11 +24,16 @@ pub fn expand(model: &ModelDef<'_>) -> TokenStream {
     let key_generated = key_field.option_inner.is_some();
     let key_type = key_field.option_inner.unwrap_or(key_field.ty);
 
-    // One assertion per stored field, spanned at its type, so that an unsupported type is
-    // reported once, where it is written.
-    let assertions = model.stored().map(|f| {
+    // One `const` per stored column holds its read and bind functions. The `Value` bound is
+    // checked there alone, spanned at the field's type, so that an unsupported type is reported
+    // once, where it is written.
+    let column_const = |i: usize| format_ident!("__COLUMN_{}", i);
+    let column_consts = model.stored().enumerate().map(|(i, f)| {
         let ty = f.ty;
-        quote_spanned!(ty.span()=> ::activerecord::__private::assert_value::<#ty>();)
+        let name = column_const(i);
+        quote_spanned!(ty.span()=>
+            const #name: ::activerecord::__private::ColumnFns<#ty> = ::activerecord::__private::column::<#ty>();
+        )
     });
 
     let mut index = 0usize;
@@ -39,16 +44,18 @@ pub fn expand(model: &ModelDef<'_>) -> TokenStream {
         } else {
             let i = index;
             index += 1;
-            quote!(#name: row.get(#i)?)
+            let column = column_const(i);
+            quote!(#name: (#column.get)(row, #i)?)
         }
     });
 
-    let binds = model.stored().map(|f| {
+    let binds = model.stored().enumerate().map(|(i, f)| {
         let name = f.ident;
+        let column = column_const(i);
         if f.ident == key_ident {
-            quote!(if with_key { args.add(&self.#name)?; })
+            quote!(if with_key { (#column.bind)(&self.#name, args)?; })
         } else {
-            quote!(args.add(&self.#name)?;)
+            quote!((#column.bind)(&self.#name, args)?;)
         }
     });
 
@@ -66,9 +73,7 @@ pub fn expand(model: &ModelDef<'_>) -> TokenStream {
 
     quote! {
         const _: () = {
-            const fn __assert_field_types() {
-                #(#assertions)*
-            }
+            #(#column_consts)*
 
             impl ::activerecord::Model for #ident {
                 type Key = #key_type;

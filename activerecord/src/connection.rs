@@ -306,14 +306,8 @@ impl Database {
     /// Runs SQL text with no parameters (DDL, set-up scripts); several statements separated by
     /// `;` are allowed. Never put values into this text: use models or queries, which bind them.
     pub async fn execute(&self, sql: &str) -> Result<()> {
-        use sqlx::Executor as _;
-        let sql = sqlx::AssertSqlSafe(sql);
-        let outcome = match &self.inner.pool {
-            Pool::Sqlite(p) => p.execute(sql).await.map(drop),
-            Pool::Postgres(p) => p.execute(sql).await.map(drop),
-            Pool::MySql(p) => p.execute(sql).await.map(drop),
-        };
-        outcome.map_err(|e| Error::from_sqlx(self.name(), e))
+        use crate::Executor as _;
+        self.target(None)?.execute_text(sql).await
     }
 
     /// Closes the pool: waits for connections in use to come back, then closes them all.

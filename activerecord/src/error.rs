@@ -138,6 +138,43 @@ pub enum Error {
     #[error("rejected: {0}")]
     Rejected(String),
 
+    /// A transaction scope's body did not finish within the scope's timeout; the scope was rolled
+    /// back.
+    #[error(
+        "transaction scope on connection {connection:?} timed out after {limit:?} and was rolled back"
+    )]
+    Timeout {
+        /// The scope's connection.
+        connection: String,
+        /// The scope's time limit.
+        limit: std::time::Duration,
+    },
+
+    /// The transaction was aborted by a statement that failed inside it (PostgreSQL refuses
+    /// everything after a failed statement until a rollback), so it cannot commit. Run statements
+    /// whose failure you want to handle in a nested scope: it rolls back to a savepoint.
+    #[error(
+        "the transaction on connection {connection:?} cannot commit: a statement failed inside it and aborted it; handle such failures in a nested scope (a savepoint)"
+    )]
+    Aborted {
+        /// The connection of the aborted transaction.
+        connection: String,
+    },
+
+    /// A transaction handle was used after its scope ended.
+    #[error(
+        "the transaction on connection {connection:?} has already ended; use a transaction handle only inside its scope"
+    )]
+    TransactionEnded {
+        /// The connection of the ended transaction.
+        connection: String,
+    },
+
+    /// Some databases of one unit of work committed and others did not: the databases disagree
+    /// and need reconciliation. Never reported as a plain failure.
+    #[error("{0}")]
+    PartialCommit(Box<PartialCommit>),
+
     /// Any other database error.
     #[error("query failed on connection {connection:?}: {source}")]
     Query {
@@ -147,6 +184,35 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+}
+
+/// The facts of a partial commit: see [`Error::PartialCommit`].
+#[derive(Debug)]
+pub struct PartialCommit {
+    /// The connections that committed, in commit order.
+    pub committed: Vec<String>,
+    /// The connection whose commit failed (its work is rolled back).
+    pub failed: String,
+    /// The connections rolled back after the failure, without trying to commit them.
+    pub rolled_back: Vec<String>,
+    /// Why the commit failed.
+    pub cause: Error,
+}
+
+impl fmt::Display for PartialCommit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "partial commit: {} committed, then the commit of {:?} failed ({})",
+            self.committed.join(", "),
+            self.failed,
+            self.cause
+        )?;
+        if !self.rolled_back.is_empty() {
+            write!(f, "; rolled back: {}", self.rolled_back.join(", "))?;
+        }
+        f.write_str("; the databases disagree and need reconciliation")
+    }
 }
 
 /// The kinds of constraint a write can break.

@@ -12,6 +12,7 @@
 
 use crate::connection::{Backend, ConnectionManager, Database, Pool};
 use crate::error::{Error, Result};
+use crate::transaction::{Frame, PooledConnection, ScopeOptions, innermost_frame};
 use crate::value::{Arguments, RowRef};
 use sqlx::SqlSafeStr;
 use std::borrow::Cow;
@@ -29,6 +30,8 @@ pub trait Executor: Send + Sync {
 pub enum Target<'a> {
     /// Autocommit on a pool.
     Pool(Cow<'a, Database>),
+    /// Inside an open transaction scope.
+    Tx(Cow<'a, Frame>),
 }
 
 /// What a statement that returns no rows reports.
@@ -65,7 +68,8 @@ impl From<sqlx::mysql::MySqlQueryResult> for Done {
 }
 
 /// Runs `$body` with `$exec` bound to the sqlx executor of `$target` and `$args` to its
-/// backend's arguments.
+/// backend's arguments. `$body` evaluates to a `Result` and must not return early, so that a
+/// failed statement inside a transaction is always seen.
 macro_rules! on_target {
     ($target:expr, $args:expr, |$exec:ident, $arguments:ident| $body:expr) => {
         match ($target, $args) {
@@ -75,6 +79,30 @@ macro_rules! on_target {
                 (Pool::MySql($exec), Arguments::MySql($arguments)) => $body,
                 _ => unreachable!("arguments are always built for the target's backend"),
             },
+            (Target::Tx(frame), args) => {
+                let participant = &frame.participant;
+                let mut slot = participant.conn.lock().await;
+                match slot.as_mut().map(|c| &mut c.conn) {
+                    None => Err(Error::TransactionEnded {
+                        connection: participant.database.name().to_owned(),
+                    }),
+                    Some(conn) => match (conn, args) {
+                        (PooledConnection::Sqlite(c), Arguments::Sqlite($arguments)) => {
+                            let $exec = &mut **c;
+                            $body
+                        }
+                        (PooledConnection::Postgres(c), Arguments::Postgres($arguments)) => {
+                            let $exec = &mut **c;
+                            $body
+                        }
+                        (PooledConnection::MySql(c), Arguments::MySql($arguments)) => {
+                            let $exec = &mut **c;
+                            $body
+                        }
+                        _ => unreachable!("arguments are always built for the target's backend"),
+                    },
+                }
+            }
         }
     };
 }
@@ -82,15 +110,18 @@ macro_rules! on_target {
 impl Target<'_> {
     /// The backend statements must be written for.
     pub(crate) fn backend(&self) -> Backend {
-        match self {
-            Target::Pool(db) => db.backend(),
-        }
+        self.database().backend()
     }
 
     /// The connection name, for error messages.
     pub(crate) fn connection_name(&self) -> &str {
+        self.database().name()
+    }
+
+    fn database(&self) -> &Database {
         match self {
-            Target::Pool(db) => db.name(),
+            Target::Pool(db) => db,
+            Target::Tx(frame) => &frame.participant.database,
         }
     }
 
@@ -99,7 +130,19 @@ impl Target<'_> {
         Arguments::new(self.backend())
     }
 
+    /// Classifies a statement's error, and remembers that it aborted the transaction it ran in
+    /// where the backend aborts transactions on errors (PostgreSQL).
     fn error(&self, e: sqlx::Error) -> Error {
+        if let Target::Tx(frame) = self {
+            if frame.participant.database.backend() == Backend::Postgres
+                && e.as_database_error().is_some()
+            {
+                frame
+                    .participant
+                    .aborted
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
         Error::from_sqlx(self.connection_name(), e)
     }
 
@@ -112,11 +155,10 @@ impl Target<'_> {
     ) -> Result<Vec<T>> {
         let sql = sql.into_sql_str();
         on_target!(self, args, |exec, args| {
-            let rows = sqlx::query_with(sql, args)
-                .fetch_all(exec)
-                .await
-                .map_err(|e| self.error(e))?;
-            rows.iter().map(|row| map(RowRef::from(row))).collect()
+            match sqlx::query_with(sql, args).fetch_all(exec).await {
+                Ok(rows) => rows.iter().map(|row| map(RowRef::from(row))).collect(),
+                Err(e) => Err(self.error(e)),
+            }
         })
     }
 
@@ -129,11 +171,10 @@ impl Target<'_> {
     ) -> Result<Option<T>> {
         let sql = sql.into_sql_str();
         on_target!(self, args, |exec, args| {
-            let row = sqlx::query_with(sql, args)
-                .fetch_optional(exec)
-                .await
-                .map_err(|e| self.error(e))?;
-            row.as_ref().map(|row| map(RowRef::from(row))).transpose()
+            match sqlx::query_with(sql, args).fetch_optional(exec).await {
+                Ok(row) => row.as_ref().map(|row| map(RowRef::from(row))).transpose(),
+                Err(e) => Err(self.error(e)),
+            }
         })
     }
 
@@ -147,6 +188,20 @@ impl Target<'_> {
                 .map(Done::from)
                 .map_err(|e| self.error(e))
         })
+    }
+}
+
+impl Target<'_> {
+    /// Runs SQL text with no parameters; several statements separated by `;` are allowed.
+    pub(crate) async fn execute_text(&self, sql: &str) -> Result<()> {
+        use sqlx::Executor as _;
+        let sql = sqlx::AssertSqlSafe(sql);
+        let args = self.arguments();
+        on_target!(self, args, |exec, _args| exec
+            .execute(sql)
+            .await
+            .map(drop)
+            .map_err(|e| self.error(e)))
     }
 }
 
@@ -177,6 +232,7 @@ impl Executor for Database {
 #[derive(Debug, Clone)]
 pub struct Using {
     pub(crate) name: String,
+    pub(crate) options: ScopeOptions,
 }
 
 impl Using {
@@ -192,15 +248,22 @@ impl ConnectionManager {
     pub fn using(name: &str) -> Using {
         Using {
             name: name.to_owned(),
+            options: ScopeOptions::default(),
         }
+    }
+}
+
+/// The innermost open scope on `name` in this task, else the pool.
+fn scope_or_pool(name: &str) -> Result<Target<'static>> {
+    match innermost_frame(Some(name)) {
+        Some(frame) => Ok(Target::Tx(Cow::Owned(frame))),
+        None => Ok(Target::Pool(Cow::Owned(ConnectionManager::get(name)?))),
     }
 }
 
 impl Executor for Using {
     fn target(&self, _: Option<&'static str>) -> Result<Target<'_>> {
-        Ok(Target::Pool(Cow::Owned(ConnectionManager::get(
-            &self.name,
-        )?)))
+        scope_or_pool(&self.name)
     }
 }
 
@@ -225,8 +288,11 @@ pub struct Ambient;
 
 impl Executor for Ambient {
     fn target(&self, model_database: Option<&'static str>) -> Result<Target<'_>> {
-        match model_database {
-            Some(name) => Ok(Target::Pool(Cow::Owned(ConnectionManager::get(name)?))),
+        if let Some(name) = model_database {
+            return scope_or_pool(name);
+        }
+        match innermost_frame(None) {
+            Some(frame) => Ok(Target::Tx(Cow::Owned(frame))),
             None => Err(Error::Configuration {
                 connection: "(none)".to_owned(),
                 message:

@@ -33,21 +33,45 @@ pub mod executor;
 pub mod model;
 pub mod query;
 mod sql;
+pub mod transaction;
 pub mod value;
 
 pub use activerecord_derive::ActiveRecord;
 pub use connection::{Backend, ConnectionManager, Database, DatabaseConfig, DatabaseUrl};
-pub use error::{ConstraintKind, Error, Result};
+pub use error::{ConstraintKind, Error, PartialCommit, Result};
 pub use executor::{Ambient, Executor, Using};
 pub use model::{Model, ModelMeta};
 pub use query::{Column, Condition, Order, Query, col};
+pub use transaction::{Isolation, Tx};
 pub use value::{Arguments, IntoParam, Json, RowRef, Value};
 
 /// Items the derive macro's generated code refers to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    use crate::{Arguments, Result, RowRef, Value};
+
     pub use crate::sql::{StatementCache, Statements};
 
-    /// Names the field type in an error at its own span when it is not a [`Value`](crate::Value).
-    pub const fn assert_value<V: crate::Value>() {}
+    /// How to read and bind one column of type `V`. The derive makes one `const` of it per
+    /// field, so that the `Value` bound is checked once, at the field type's span.
+    pub struct ColumnFns<V> {
+        pub get: fn(RowRef<'_>, usize) -> Result<V>,
+        pub bind: fn(&V, &mut Arguments) -> Result<()>,
+    }
+
+    /// The functions for a column of type `V`.
+    pub const fn column<V: Value>() -> ColumnFns<V> {
+        ColumnFns {
+            get: get::<V>,
+            bind: bind::<V>,
+        }
+    }
+
+    fn get<V: Value>(row: RowRef<'_>, index: usize) -> Result<V> {
+        row.get(index)
+    }
+
+    fn bind<V: Value>(value: &V, args: &mut Arguments) -> Result<()> {
+        args.add(value)
+    }
 }

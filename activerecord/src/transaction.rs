@@ -1,0 +1,728 @@
+//! Transaction scopes: `ConnectionManager::using(name).transaction(async |tx| ..)`.
+//!
+//! What a scope guarantees (the full contract is in `docs/transactions.md`):
+//! - It commits when the body returns `Ok`, rolls back when it returns `Err` or panics (the panic
+//!   then continues), and returns the body's result.
+//! - Scopes nest within a task. A scope on a database that the enclosing unit of work already has
+//!   open is a savepoint: its `Err` rolls back to the savepoint only. A scope on another database
+//!   opens a transaction there that *joins* the outermost scope: it commits when the outermost
+//!   scope commits, after its own database, and rolls back when the outermost scope fails.
+//! - The final commits are the one window of risk. When a commit fails after another succeeded,
+//!   the error is [`Error::PartialCommit`], naming what committed and what did not, and a
+//!   `tracing` error event records the same facts.
+//! - A connection never goes back to its pool with a transaction open: when a scope's future is
+//!   dropped at any await point (a timeout, a `select!`), or a commit or rollback fails, the
+//!   connection is closed instead, and the server rolls its work back.
+//! - After-commit hooks run once, after every database of the unit of work committed;
+//!   after-rollback hooks run once it rolled back. Hooks registered in a savepoint or joined scope
+//!   that rolls back are discarded.
+//! - Model calls through [`Using`] or [`Ambient`](crate::Ambient) use the innermost open scope of
+//!   their database in the current task. The scopes of a task do not follow work into
+//!   `tokio::spawn`: a spawned task starts with none open, so its model calls run in autocommit.
+
+use crate::connection::{Backend, ConnectionManager, Database, Pool};
+use crate::error::{Error, Result};
+use crate::executor::{Executor, Target, Using};
+use futures_util::FutureExt;
+use sqlx::pool::PoolConnection;
+use sqlx::{MySql, Postgres, Sqlite};
+use std::borrow::Cow;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, resume_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Transaction isolation levels. SQLite always runs serializable, which is at least as strict as
+/// any level asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// `READ UNCOMMITTED`
+    ReadUncommitted,
+    /// `READ COMMITTED`
+    ReadCommitted,
+    /// `REPEATABLE READ`
+    RepeatableRead,
+    /// `SERIALIZABLE`
+    Serializable,
+}
+
+impl Isolation {
+    fn sql(self) -> &'static str {
+        match self {
+            Isolation::ReadUncommitted => "READ UNCOMMITTED",
+            Isolation::ReadCommitted => "READ COMMITTED",
+            Isolation::RepeatableRead => "REPEATABLE READ",
+            Isolation::Serializable => "SERIALIZABLE",
+        }
+    }
+}
+
+/// How a scope opens its transaction. Set through the builder methods of [`Using`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ScopeOptions {
+    isolation: Option<Isolation>,
+    read_only: bool,
+    timeout: Option<Duration>,
+    requires_new: bool,
+}
+
+impl Using {
+    /// Opens the scope's transaction at `level`. Applies where the scope begins a transaction; a
+    /// scope that becomes a savepoint runs at the level of the transaction it is part of.
+    pub fn isolation(mut self, level: Isolation) -> Self {
+        self.options.isolation = Some(level);
+        self
+    }
+
+    /// Opens the scope's transaction read-only: writes fail (on SQLite through
+    /// `PRAGMA query_only`).
+    pub fn read_only(mut self) -> Self {
+        self.options.read_only = true;
+        self
+    }
+
+    /// Rolls the scope back with [`Error::Timeout`] when its body has not finished after
+    /// `limit`.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.options.timeout = Some(limit);
+        self
+    }
+
+    /// Runs the scope as a transaction of its own, committed when the scope itself ends, even when
+    /// it is nested in another scope (the behaviour of the Python guide's nested `with` blocks, and
+    /// Spring's `REQUIRES_NEW`). The enclosing scope's later failure does not undo it.
+    pub fn requires_new(mut self) -> Self {
+        self.options.requires_new = true;
+        self
+    }
+
+    /// Runs `body` in a transaction scope on this connection. See the [module docs](self).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::{ActiveRecord, ConnectionManager, Error, Model};
+    ///
+    /// #[derive(ActiveRecord, Debug)]
+    /// struct Account { id: Option<i64>, owner: String, balance: i64 }
+    ///
+    /// let db = ConnectionManager::configure("scope_doc", "sqlite::memory:").await?;
+    /// db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT, balance INTEGER)").await?;
+    /// let id = Account::create(&db, Account { id: None, owner: "ann".into(), balance: 10 }).await?.id.unwrap();
+    ///
+    /// let refused = ConnectionManager::using("scope_doc")
+    ///     .transaction(async |tx| {
+    ///         let mut account = Account::find(tx, id).await?;
+    ///         account.balance -= 25;
+    ///         account.save(tx).await?;
+    ///         if account.balance < 0 {
+    ///             return Err(Error::rejected("insufficient funds"));
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// assert!(matches!(refused, Err(Error::Rejected(_))));
+    /// assert_eq!(Account::find(&db, id).await?.balance, 10, "rolled back");
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<F, T, E>(&self, body: F) -> Result<T, E>
+    where
+        F: AsyncFnOnce(&mut Tx) -> Result<T, E>,
+        E: From<Error>,
+    {
+        let enclosing = innermost_frame(None);
+        let joined = enclosing
+            .as_ref()
+            .filter(|_| !self.options.requires_new)
+            .map(|frame| frame.root.clone());
+        match joined {
+            None => self.run_root(body).await,
+            Some(root) => match root.participant(&self.name) {
+                Some(participant) => {
+                    run_savepoint(root, participant, enclosing.as_ref(), &self.options, body).await
+                }
+                None => self.run_joined(root, enclosing.as_ref(), body).await,
+            },
+        }
+    }
+
+    /// The outermost scope of a unit of work: begins, runs the body, then commits or rolls back
+    /// every database that joined.
+    async fn run_root<F, T, E>(&self, body: F) -> Result<T, E>
+    where
+        F: AsyncFnOnce(&mut Tx) -> Result<T, E>,
+        E: From<Error>,
+    {
+        let participant =
+            Participant::begin(ConnectionManager::get(&self.name)?, &self.options).await?;
+        let root = Arc::new(Root::new(participant.clone()));
+        // A unit of work of its own: its frames' paths start afresh.
+        let frame = Frame::new(root.clone(), participant, None);
+        match run_body(frame, &self.options, body).await {
+            BodyOutcome::Returned(Ok(value)) => {
+                root.commit_all().await?;
+                root.run_hooks(Outcome::Committed);
+                Ok(value)
+            }
+            BodyOutcome::Returned(Err(e)) => {
+                root.rollback_all().await;
+                Err(e)
+            }
+            BodyOutcome::TimedOut(error) => {
+                root.rollback_all().await;
+                Err(error.into())
+            }
+            BodyOutcome::Panicked(payload) => {
+                root.rollback_all().await;
+                resume_unwind(payload)
+            }
+        }
+    }
+
+    /// A scope on a database the unit of work does not have open yet: begins there and joins the
+    /// root, which commits it at its end. Its own failure rolls back only its own transaction.
+    async fn run_joined<F, T, E>(
+        &self,
+        root: Arc<Root>,
+        enclosing: Option<&Frame>,
+        body: F,
+    ) -> Result<T, E>
+    where
+        F: AsyncFnOnce(&mut Tx) -> Result<T, E>,
+        E: From<Error>,
+    {
+        let participant =
+            Participant::begin(ConnectionManager::get(&self.name)?, &self.options).await?;
+        root.join(participant.clone());
+        let frame = Frame::new(root.clone(), participant.clone(), enclosing);
+        let frame_id = frame.id();
+        let outcome = run_body(frame, &self.options, body).await;
+        if !matches!(outcome, BodyOutcome::Returned(Ok(_))) {
+            root.leave(&participant);
+            root.discard_hooks(frame_id);
+            if let Err(e) = participant.finish(Finish::Rollback).await {
+                tracing::warn!(connection = participant.name(), error = %e, "rollback of a joined scope failed; its connection was closed");
+            }
+        }
+        outcome.into_result()
+    }
+}
+
+/// A scope nested in a transaction already open on its database: a savepoint.
+async fn run_savepoint<F, T, E>(
+    root: Arc<Root>,
+    participant: Arc<Participant>,
+    enclosing: Option<&Frame>,
+    options: &ScopeOptions,
+    body: F,
+) -> Result<T, E>
+where
+    F: AsyncFnOnce(&mut Tx) -> Result<T, E>,
+    E: From<Error>,
+{
+    let savepoint = participant.savepoint().await?;
+    let frame = Frame::new(root.clone(), participant.clone(), enclosing);
+    let frame_id = frame.id();
+    let outcome = run_body(frame, options, body).await;
+    if matches!(outcome, BodyOutcome::Returned(Ok(_))) {
+        participant
+            .raw(&format!("RELEASE SAVEPOINT {savepoint}"))
+            .await?;
+    } else {
+        root.discard_hooks(frame_id);
+        participant.rollback_to(&savepoint).await?;
+    }
+    outcome.into_result()
+}
+
+/// How a scope's body ended.
+enum BodyOutcome<T, E> {
+    Returned(Result<T, E>),
+    TimedOut(Error),
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+impl<T, E: From<Error>> BodyOutcome<T, E> {
+    /// The scope's result once its transaction work is done; a panic continues.
+    fn into_result(self) -> Result<T, E> {
+        match self {
+            BodyOutcome::Returned(result) => result,
+            BodyOutcome::TimedOut(error) => Err(error.into()),
+            BodyOutcome::Panicked(payload) => resume_unwind(payload),
+        }
+    }
+}
+
+/// Runs `body` with `frame` as the innermost scope of the task, within the scope's time limit,
+/// catching a panic so that the transaction can be rolled back before it continues.
+async fn run_body<F, T, E>(frame: Frame, options: &ScopeOptions, body: F) -> BodyOutcome<T, E>
+where
+    F: AsyncFnOnce(&mut Tx) -> Result<T, E>,
+{
+    let stack = SCOPES
+        .try_with(|stack| stack.with(frame.clone()))
+        .unwrap_or_else(|_| Stack(vec![frame.clone()]));
+    let connection = frame.participant.database.name().to_owned();
+    let mut tx = Tx { frame };
+    let scoped = SCOPES.scope(stack, body(&mut tx));
+    let limited = async {
+        match options.timeout {
+            Some(limit) => tokio::time::timeout(limit, scoped).await.map_err(|_| limit),
+            None => Ok(scoped.await),
+        }
+    };
+    match AssertUnwindSafe(limited).catch_unwind().await {
+        Ok(Ok(result)) => BodyOutcome::Returned(result),
+        Ok(Err(limit)) => BodyOutcome::TimedOut(Error::Timeout { connection, limit }),
+        Err(payload) => BodyOutcome::Panicked(payload),
+    }
+}
+
+/// The handle of an open transaction scope, passed to its body. Pass it to model calls to run
+/// them in the scope; register hooks on it.
+///
+/// It has no lifetime parameter, so that a scope's future is `Send` and scopes work inside
+/// `tokio::spawn` and web handlers.
+pub struct Tx {
+    frame: Frame,
+}
+
+impl fmt::Debug for Tx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tx")
+            .field("connection", &self.name())
+            .field("frame", &self.frame.id())
+            .finish()
+    }
+}
+
+impl Tx {
+    /// The connection name of the scope.
+    pub fn name(&self) -> &str {
+        self.frame.participant.name()
+    }
+
+    /// The connection of the scope.
+    pub fn database(&self) -> &Database {
+        &self.frame.participant.database
+    }
+
+    /// Runs `hook` once every database of the unit of work has committed; never if it rolls back,
+    /// or if the savepoint or joined scope this handle belongs to rolls back.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::ConnectionManager;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// ConnectionManager::configure("hook_doc", "sqlite::memory:").await?;
+    /// let sent = Arc::new(AtomicBool::new(false));
+    /// let flag = sent.clone();
+    /// ConnectionManager::using("hook_doc")
+    ///     .transaction(async |tx| {
+    ///         tx.after_commit(move || flag.store(true, Ordering::SeqCst));
+    ///         Ok::<_, activerecord::Error>(())
+    ///     })
+    ///     .await?;
+    /// assert!(sent.load(Ordering::SeqCst));
+    /// # Ok(()) }
+    /// ```
+    pub fn after_commit(&self, hook: impl FnOnce() + Send + 'static) {
+        self.frame.register(Outcome::Committed, Box::new(hook));
+    }
+
+    /// Runs `hook` once the unit of work has rolled back (by an error, a panic, a timeout, a failed
+    /// commit of its first database, or its future being dropped).
+    pub fn after_rollback(&self, hook: impl FnOnce() + Send + 'static) {
+        self.frame.register(Outcome::RolledBack, Box::new(hook));
+    }
+
+    /// Runs SQL text with no parameters in the transaction. Never put values into this text.
+    pub async fn execute(&self, sql: &str) -> Result<()> {
+        self.target(None)?.execute_text(sql).await
+    }
+}
+
+impl Executor for Tx {
+    fn target(&self, _: Option<&'static str>) -> Result<Target<'_>> {
+        Ok(Target::Tx(Cow::Borrowed(&self.frame)))
+    }
+}
+
+/// The innermost open scope of the task on `database` (on any database for `None`).
+pub(crate) fn innermost_frame(database: Option<&str>) -> Option<Frame> {
+    SCOPES
+        .try_with(|stack| {
+            stack
+                .0
+                .iter()
+                .rev()
+                .find(|frame| database.is_none_or(|name| frame.participant.name() == name))
+                .cloned()
+        })
+        .ok()
+        .flatten()
+}
+
+tokio::task_local! {
+    /// The open scopes of the current task, outermost first.
+    static SCOPES: Stack;
+}
+
+#[derive(Clone)]
+struct Stack(Vec<Frame>);
+
+impl Stack {
+    fn with(&self, frame: Frame) -> Stack {
+        let mut frames = self.0.clone();
+        frames.push(frame);
+        Stack(frames)
+    }
+}
+
+/// One open scope: its unit of work, its database's transaction, and where it is nested.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct Frame {
+    root: Arc<Root>,
+    pub(crate) participant: Arc<Participant>,
+    /// The ids of this frame and the frames it is nested in, innermost last.
+    path: Arc<[u64]>,
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("connection", &self.participant.name())
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Frame {
+    fn new(root: Arc<Root>, participant: Arc<Participant>, enclosing: Option<&Frame>) -> Frame {
+        let id = root.next_frame.fetch_add(1, Ordering::Relaxed);
+        let path = match enclosing {
+            Some(parent) if Arc::ptr_eq(&parent.root, &root) => {
+                parent.path.iter().copied().chain([id]).collect()
+            }
+            _ => Arc::from([id]),
+        };
+        Frame {
+            root,
+            participant,
+            path,
+        }
+    }
+
+    fn id(&self) -> u64 {
+        *self.path.last().expect("a frame path is never empty")
+    }
+
+    fn register(&self, on: Outcome, run: Box<dyn FnOnce() + Send>) {
+        lock(&self.root.hooks).push(Hook {
+            path: self.path.clone(),
+            on,
+            run,
+        });
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Committed,
+    RolledBack,
+}
+
+struct Hook {
+    path: Arc<[u64]>,
+    on: Outcome,
+    run: Box<dyn FnOnce() + Send>,
+}
+
+/// A unit of work: the outermost scope and every database that joined it.
+struct Root {
+    /// Open transactions in the order they began; the outermost scope's own comes first.
+    participants: Mutex<Vec<Arc<Participant>>>,
+    hooks: Mutex<Vec<Hook>>,
+    next_frame: AtomicU64,
+    /// Whether the outcome is known and its hooks have run.
+    ended: AtomicBool,
+}
+
+impl Root {
+    fn new(first: Arc<Participant>) -> Root {
+        Root {
+            participants: Mutex::new(vec![first]),
+            hooks: Mutex::new(Vec::new()),
+            next_frame: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    fn participant(&self, database: &str) -> Option<Arc<Participant>> {
+        lock(&self.participants)
+            .iter()
+            .find(|p| p.name() == database)
+            .cloned()
+    }
+
+    fn join(&self, participant: Arc<Participant>) {
+        lock(&self.participants).push(participant);
+    }
+
+    fn leave(&self, participant: &Arc<Participant>) {
+        lock(&self.participants).retain(|p| !Arc::ptr_eq(p, participant));
+    }
+
+    fn discard_hooks(&self, frame_id: u64) {
+        lock(&self.hooks).retain(|hook| !hook.path.contains(&frame_id));
+    }
+
+    /// Commits every participant in turn. When one fails, the rest are rolled back; if an earlier
+    /// one had already committed, the result is a partial commit.
+    async fn commit_all(&self) -> Result<()> {
+        let participants = std::mem::take(&mut *lock(&self.participants));
+        let mut committed = Vec::new();
+        for (i, participant) in participants.iter().enumerate() {
+            if let Err(cause) = participant.finish(Finish::Commit).await {
+                let rest = &participants[i + 1..];
+                for other in rest {
+                    let _ = other.finish(Finish::Rollback).await;
+                }
+                if committed.is_empty() {
+                    self.run_hooks(Outcome::RolledBack);
+                    return Err(cause);
+                }
+                let partial = crate::error::PartialCommit {
+                    committed,
+                    failed: participant.name().to_owned(),
+                    rolled_back: rest.iter().map(|p| p.name().to_owned()).collect(),
+                    cause,
+                };
+                tracing::error!(
+                    committed = ?partial.committed,
+                    failed = %partial.failed,
+                    rolled_back = ?partial.rolled_back,
+                    cause = %partial.cause,
+                    "partial commit: the databases of one unit of work disagree and need reconciliation"
+                );
+                // The outcome is known: neither set of hooks applies to a mixed outcome.
+                self.ended.store(true, Ordering::SeqCst);
+                return Err(Error::PartialCommit(Box::new(partial)));
+            }
+            committed.push(participant.name().to_owned());
+        }
+        Ok(())
+    }
+
+    async fn rollback_all(&self) {
+        let participants = std::mem::take(&mut *lock(&self.participants));
+        for participant in participants.iter().rev() {
+            if let Err(e) = participant.finish(Finish::Rollback).await {
+                tracing::warn!(connection = participant.name(), error = %e, "rollback failed; the connection was closed, which rolls back");
+            }
+        }
+        self.run_hooks(Outcome::RolledBack);
+    }
+
+    /// Runs the hooks registered for `outcome`, once.
+    fn run_hooks(&self, outcome: Outcome) {
+        if self.ended.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let hooks = std::mem::take(&mut *lock(&self.hooks));
+        for hook in hooks.into_iter().filter(|h| h.on == outcome) {
+            (hook.run)();
+        }
+    }
+}
+
+impl Drop for Root {
+    /// A unit of work dropped before its end (its future was cancelled): its connections are
+    /// closed as they drop, which rolls their work back.
+    fn drop(&mut self) {
+        self.run_hooks(Outcome::RolledBack);
+    }
+}
+
+enum Finish {
+    Commit,
+    Rollback,
+}
+
+/// One database's open transaction within a unit of work.
+pub(crate) struct Participant {
+    pub(crate) database: Database,
+    read_only: bool,
+    /// The connection, while the transaction is open.
+    pub(crate) conn: tokio::sync::Mutex<Option<TxConnection>>,
+    /// Set when a statement failed on PostgreSQL, which then refuses every statement until a
+    /// rollback, and answers COMMIT by rolling back.
+    pub(crate) aborted: AtomicBool,
+    next_savepoint: AtomicU64,
+}
+
+impl Participant {
+    fn name(&self) -> &str {
+        self.database.name()
+    }
+
+    async fn begin(database: Database, options: &ScopeOptions) -> Result<Arc<Participant>> {
+        let mut conn = TxConnection::acquire(&database).await?;
+        for statement in begin_statements(database.backend(), options) {
+            conn.execute_text(&statement)
+                .await
+                .map_err(|e| Error::from_sqlx(database.name(), e))?;
+        }
+        Ok(Arc::new(Participant {
+            database,
+            read_only: options.read_only,
+            conn: tokio::sync::Mutex::new(Some(conn)),
+            aborted: AtomicBool::new(false),
+            next_savepoint: AtomicU64::new(1),
+        }))
+    }
+
+    /// Runs transaction-control SQL on the open transaction.
+    async fn raw(&self, sql: &str) -> Result<()> {
+        let mut slot = self.conn.lock().await;
+        let conn = slot.as_mut().ok_or_else(|| self.ended())?;
+        conn.execute_text(sql)
+            .await
+            .map_err(|e| Error::from_sqlx(self.name(), e))
+    }
+
+    async fn savepoint(&self) -> Result<String> {
+        let name = format!(
+            "activerecord_savepoint_{}",
+            self.next_savepoint.fetch_add(1, Ordering::Relaxed)
+        );
+        self.raw(&format!("SAVEPOINT {name}")).await?;
+        Ok(name)
+    }
+
+    /// Undoes the work since `savepoint`; on PostgreSQL this also makes a transaction that a
+    /// failed statement aborted usable again.
+    async fn rollback_to(&self, savepoint: &str) -> Result<()> {
+        self.raw(&format!("ROLLBACK TO SAVEPOINT {savepoint}"))
+            .await?;
+        self.aborted.store(false, Ordering::SeqCst);
+        self.raw(&format!("RELEASE SAVEPOINT {savepoint}")).await
+    }
+
+    /// Commits or rolls back, and gives the connection back to the pool only when that worked.
+    async fn finish(&self, how: Finish) -> Result<()> {
+        let mut slot = self.conn.lock().await;
+        let mut conn = slot.take().ok_or_else(|| self.ended())?;
+        if matches!(how, Finish::Commit) && self.aborted.load(Ordering::SeqCst) {
+            return Err(Error::Aborted {
+                connection: self.name().to_owned(),
+            });
+        }
+        let statement = match how {
+            Finish::Commit => "COMMIT",
+            Finish::Rollback => "ROLLBACK",
+        };
+        conn.execute_text(statement)
+            .await
+            .map_err(|e| Error::from_sqlx(self.name(), e))?;
+        if self.read_only && self.database.backend() == Backend::Sqlite {
+            conn.execute_text("PRAGMA query_only = OFF")
+                .await
+                .map_err(|e| Error::from_sqlx(self.name(), e))?;
+        }
+        conn.in_transaction = false;
+        Ok(())
+    }
+
+    fn ended(&self) -> Error {
+        Error::TransactionEnded {
+            connection: self.name().to_owned(),
+        }
+    }
+}
+
+fn begin_statements(backend: Backend, options: &ScopeOptions) -> Vec<String> {
+    let access = if options.read_only { " READ ONLY" } else { "" };
+    match backend {
+        // A deferred BEGIN that reads and then writes fails at once when another connection wrote
+        // in between (SQLITE_BUSY_SNAPSHOT); taking the write lock up front waits instead.
+        Backend::Sqlite if options.read_only => {
+            vec!["BEGIN DEFERRED".into(), "PRAGMA query_only = ON".into()]
+        }
+        Backend::Sqlite => vec!["BEGIN IMMEDIATE".into()],
+        Backend::Postgres => {
+            let isolation = options
+                .isolation
+                .map(|i| format!(" ISOLATION LEVEL {}", i.sql()))
+                .unwrap_or_default();
+            vec![format!("BEGIN{isolation}{access}")]
+        }
+        Backend::MySql => {
+            let mut statements = Vec::new();
+            if let Some(level) = options.isolation {
+                statements.push(format!("SET TRANSACTION ISOLATION LEVEL {}", level.sql()));
+            }
+            statements.push(format!("START TRANSACTION{access}"));
+            statements
+        }
+    }
+}
+
+/// A pooled connection that carries a transaction. Dropped while the transaction may still be open
+/// (its future cancelled, a commit or rollback failed), it is closed instead of going back to the
+/// pool, so that nobody reuses a connection inside someone else's transaction.
+pub(crate) struct TxConnection {
+    pub(crate) conn: PooledConnection,
+    /// True from before BEGIN is sent until COMMIT or ROLLBACK succeeded.
+    in_transaction: bool,
+}
+
+pub(crate) enum PooledConnection {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+    MySql(PoolConnection<MySql>),
+}
+
+impl TxConnection {
+    async fn acquire(database: &Database) -> Result<TxConnection> {
+        let conn = match database.pool() {
+            Pool::Sqlite(pool) => pool.acquire().await.map(PooledConnection::Sqlite),
+            Pool::Postgres(pool) => pool.acquire().await.map(PooledConnection::Postgres),
+            Pool::MySql(pool) => pool.acquire().await.map(PooledConnection::MySql),
+        }
+        .map_err(|e| Error::from_sqlx(database.name(), e))?;
+        Ok(TxConnection {
+            conn,
+            in_transaction: true,
+        })
+    }
+
+    async fn execute_text(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        use sqlx::Executor as _;
+        let sql = sqlx::AssertSqlSafe(sql);
+        match &mut self.conn {
+            PooledConnection::Sqlite(c) => c.execute(sql).await.map(drop),
+            PooledConnection::Postgres(c) => c.execute(sql).await.map(drop),
+            PooledConnection::MySql(c) => c.execute(sql).await.map(drop),
+        }
+    }
+}
+
+impl Drop for TxConnection {
+    fn drop(&mut self) {
+        if self.in_transaction {
+            match &mut self.conn {
+                PooledConnection::Sqlite(c) => c.close_on_drop(),
+                PooledConnection::Postgres(c) => c.close_on_drop(),
+                PooledConnection::MySql(c) => c.close_on_drop(),
+            }
+        }
+    }
+}
