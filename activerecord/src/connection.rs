@@ -303,6 +303,39 @@ impl Database {
         &self.inner.pool
     }
 
+    /// The sqlx pool, when the backend is SQLite: to drop down to raw sqlx.
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.inner.pool {
+            Pool::Sqlite(pool) => Some(pool),
+            _ => None,
+        }
+    }
+
+    /// The sqlx pool, when the backend is PostgreSQL: to drop down to raw sqlx.
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.inner.pool {
+            Pool::Postgres(pool) => Some(pool),
+            _ => None,
+        }
+    }
+
+    /// The sqlx pool, when the backend is MySQL/MariaDB: to drop down to raw sqlx.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// let db = activerecord::ConnectionManager::configure("raw_doc", "sqlite::memory:").await?;
+    /// assert!(db.mysql_pool().is_none());
+    /// let one: (i64,) = sqlx::query_as("SELECT 1").fetch_one(db.sqlite_pool().unwrap()).await.unwrap();
+    /// assert_eq!(one.0, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn mysql_pool(&self) -> Option<&MySqlPool> {
+        match &self.inner.pool {
+            Pool::MySql(pool) => Some(pool),
+            _ => None,
+        }
+    }
+
     /// Runs SQL text with no parameters (DDL, set-up scripts); several statements separated by
     /// `;` are allowed. Never put values into this text: use models or queries, which bind them.
     pub async fn execute(&self, sql: &str) -> Result<()> {

@@ -13,7 +13,7 @@
 use crate::connection::{Backend, ConnectionManager, Database, Pool};
 use crate::error::{Error, Result};
 use crate::transaction::{Frame, PooledConnection, ScopeOptions, innermost_frame};
-use crate::value::{Arguments, RowRef};
+use crate::value::{Arguments, RowRef, Value};
 use sqlx::SqlSafeStr;
 use std::borrow::Cow;
 
@@ -203,6 +203,27 @@ impl Target<'_> {
             .map(drop)
             .map_err(|e| self.error(e)))
     }
+}
+
+/// The first column of every row of a query given as SQL text without parameters, read as `V`:
+/// for what models do not cover (server functions, reports, diagnostics). Never put values into
+/// this text.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+/// use activerecord::{ConnectionManager, fetch_column};
+///
+/// let db = ConnectionManager::configure("column_doc", "sqlite::memory:").await?;
+/// let answer: Vec<i64> = fetch_column(&db, "SELECT 6 * 7").await?;
+/// assert_eq!(answer, [42]);
+/// # Ok(()) }
+/// ```
+pub async fn fetch_column<V: Value, C: Executor + ?Sized>(conn: &C, sql: &str) -> Result<Vec<V>> {
+    let target = conn.target(None)?;
+    let args = target.arguments();
+    target
+        .fetch_all(sqlx::AssertSqlSafe(sql), args, |row| row.get(0))
+        .await
 }
 
 impl Executor for Database {

@@ -39,7 +39,7 @@ pub mod value;
 pub use activerecord_derive::ActiveRecord;
 pub use connection::{Backend, ConnectionManager, Database, DatabaseConfig, DatabaseUrl};
 pub use error::{ConstraintKind, Error, PartialCommit, Result};
-pub use executor::{Ambient, Executor, Using};
+pub use executor::{Ambient, Executor, Using, fetch_column};
 pub use model::{Model, ModelMeta};
 pub use query::{Column, Condition, Order, Query, col};
 pub use transaction::{Isolation, Tx};

@@ -120,6 +120,24 @@ pub trait Model: Sized + Send + Sync + 'static {
         }
     }
 
+    /// The record with primary key `key`, locked until the end of the transaction `conn` belongs
+    /// to (`SELECT ... FOR UPDATE`): the read of a read-modify-write in a scope. See
+    /// [`Query::for_update`].
+    fn find_for_update<C: Executor + ?Sized>(
+        conn: &C,
+        key: impl Into<Self::Key> + Send,
+    ) -> impl Future<Output = Result<Self>> + Send {
+        async move {
+            let key = key.into();
+            let found = Self::query()
+                .filter(crate::col(Self::META.key_column()).eq(key.clone()))
+                .for_update()
+                .first(conn)
+                .await?;
+            found.ok_or_else(|| not_found::<Self>(&key))
+        }
+    }
+
     /// The first record that meets `condition`, in key order, if any.
     fn find_by<C: Executor + ?Sized>(
         conn: &C,

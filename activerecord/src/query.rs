@@ -179,6 +179,7 @@ pub enum Order {
 /// # Ok(()) }
 /// ```
 pub struct Query<M> {
+    for_update: bool,
     conditions: Vec<Condition>,
     order: Vec<(Cow<'static, str>, Order)>,
     limit: Option<u64>,
@@ -193,6 +194,7 @@ impl<M> fmt::Debug for Query<M> {
             .field("order", &self.order)
             .field("limit", &self.limit)
             .field("offset", &self.offset)
+            .field("for_update", &self.for_update)
             .finish()
     }
 }
@@ -207,6 +209,7 @@ enum Projection {
 impl<M: Model> Query<M> {
     pub(crate) fn new() -> Self {
         Query {
+            for_update: false,
             conditions: Vec::new(),
             order: Vec::new(),
             limit: None,
@@ -224,6 +227,14 @@ impl<M: Model> Query<M> {
     /// Sorts by `column`; later calls break ties of earlier ones.
     pub fn order_by(mut self, column: impl Into<Cow<'static, str>>, order: Order) -> Self {
         self.order.push((column.into(), order));
+        self
+    }
+
+    /// Locks the selected rows until the end of the transaction (`SELECT ... FOR UPDATE`), so
+    /// that a read-modify-write inside a scope cannot lose a concurrent update. On SQLite, whose
+    /// write scopes hold the database's write lock from their start, this needs no SQL.
+    pub fn for_update(mut self) -> Self {
+        self.for_update = true;
         self
     }
 
@@ -327,6 +338,12 @@ impl<M: Model> Query<M> {
         }
         if matches!(projection, Projection::Count) && paged {
             sql = format!("SELECT COUNT(*) FROM ({sql}) AS counted");
+        }
+        if self.for_update
+            && backend != Backend::Sqlite
+            && matches!(projection, Projection::Columns)
+        {
+            sql.push_str(" FOR UPDATE");
         }
         Ok((sql, args))
     }

@@ -125,7 +125,7 @@ impl Using {
     /// assert_eq!(Account::find(&db, id).await?.balance, 10, "rolled back");
     /// # Ok(()) }
     /// ```
-    pub async fn transaction<F, T, E>(&self, body: F) -> Result<T, E>
+    pub async fn transaction<F, T, E>(self, body: F) -> Result<T, E>
     where
         F: AsyncFnOnce(&mut Tx) -> Result<T, E>,
         E: From<Error>,
@@ -453,6 +453,8 @@ struct Root {
     next_frame: AtomicU64,
     /// Whether the outcome is known and its hooks have run.
     ended: AtomicBool,
+    /// The databases committed so far by the final commits, once they have begun.
+    committed: Mutex<Option<Vec<String>>>,
 }
 
 impl Root {
@@ -462,6 +464,7 @@ impl Root {
             hooks: Mutex::new(Vec::new()),
             next_frame: AtomicU64::new(0),
             ended: AtomicBool::new(false),
+            committed: Mutex::new(None),
         }
     }
 
@@ -488,13 +491,14 @@ impl Root {
     /// one had already committed, the result is a partial commit.
     async fn commit_all(&self) -> Result<()> {
         let participants = std::mem::take(&mut *lock(&self.participants));
-        let mut committed = Vec::new();
+        *lock(&self.committed) = Some(Vec::new());
         for (i, participant) in participants.iter().enumerate() {
             if let Err(cause) = participant.finish(Finish::Commit).await {
                 let rest = &participants[i + 1..];
                 for other in rest {
                     let _ = other.finish(Finish::Rollback).await;
                 }
+                let committed = lock(&self.committed).take().unwrap_or_default();
                 if committed.is_empty() {
                     self.run_hooks(Outcome::RolledBack);
                     return Err(cause);
@@ -516,8 +520,11 @@ impl Root {
                 self.ended.store(true, Ordering::SeqCst);
                 return Err(Error::PartialCommit(Box::new(partial)));
             }
-            committed.push(participant.name().to_owned());
+            lock(&self.committed)
+                .get_or_insert_default()
+                .push(participant.name().to_owned());
         }
+        *lock(&self.committed) = None;
         Ok(())
     }
 
@@ -544,10 +551,22 @@ impl Root {
 }
 
 impl Drop for Root {
-    /// A unit of work dropped before its end (its future was cancelled): its connections are
-    /// closed as they drop, which rolls their work back.
+    /// A unit of work dropped before its end (its future was cancelled): its open connections are
+    /// closed as they drop, which rolls their work back. Dropped in the middle of the final
+    /// commits, some databases may have committed: that is a partial commit nobody can be told of
+    /// by a return value, so it is reported as an error event.
     fn drop(&mut self) {
-        self.run_hooks(Outcome::RolledBack);
+        let committed = lock(&self.committed).take();
+        match committed {
+            Some(committed) if !committed.is_empty() => {
+                self.ended.store(true, Ordering::SeqCst);
+                tracing::error!(
+                    ?committed,
+                    "partial commit: a unit of work was cancelled during its final commits; the databases after those committed were rolled back and need reconciliation"
+                );
+            }
+            _ => self.run_hooks(Outcome::RolledBack),
+        }
     }
 }
 

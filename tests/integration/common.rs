@@ -1,6 +1,6 @@
 //! Models, schemas and helpers shared by the integration tests.
 
-use activerecord::{ActiveRecord, Backend, ConnectionManager, Database, Json};
+use activerecord::{ActiveRecord, Backend, ConnectionManager, Database, Json, Model};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -226,5 +226,129 @@ pub fn sample_with_nulls() -> Sample {
         maybe_uid: None,
         maybe_doc: None,
         ..full_sample()
+    }
+}
+
+/// A movement of money on one account, written in the same transaction as the balance change, so
+/// that each database can be checked for half-done work: `balance = start + sum(movements)`.
+#[derive(ActiveRecord, Debug, Clone, PartialEq)]
+#[activerecord(table = "movements")]
+pub struct Movement {
+    pub id: Option<i64>,
+    pub account_id: i64,
+    pub amount: i64,
+}
+
+impl Ddl {
+    pub fn movements(&self) -> String {
+        format!(
+            "CREATE TABLE movements (id {}, account_id BIGINT NOT NULL, amount BIGINT NOT NULL)",
+            self.serial_key()
+        )
+    }
+}
+
+/// A bank on one database: the accounts and movements tables, and one account per owner, each
+/// starting with 100. Returns the database and the account ids in `owners` order.
+pub async fn bank(backend: Backend, name: &str, owners: &[&str]) -> (Database, Vec<i64>) {
+    testkit::init_logging();
+    let url = testkit::fresh_database(backend).await;
+    let db = ConnectionManager::configure(name, url.as_str())
+        .await
+        .unwrap();
+    let ddl = Ddl(backend);
+    db.execute(&ddl.accounts()).await.unwrap();
+    db.execute(&ddl.movements()).await.unwrap();
+    let mut ids = Vec::new();
+    for owner in owners {
+        let account = Account::create(
+            &db,
+            Account {
+                id: None,
+                owner: (*owner).into(),
+                balance: 100,
+            },
+        )
+        .await
+        .unwrap();
+        ids.push(account.id.unwrap());
+    }
+    (db, ids)
+}
+
+/// Every connection the pool holds, checked out at once and asked whether it is inside a
+/// transaction: none may be.
+pub async fn assert_no_open_transactions(db: &Database) {
+    use sqlx::Connection;
+    match db.backend() {
+        Backend::Sqlite => {
+            let pool = db.sqlite_pool().unwrap();
+            let mut conns = Vec::new();
+            for _ in 0..pool.size() {
+                conns.push(pool.acquire().await.unwrap());
+            }
+            for conn in &mut conns {
+                // BEGIN fails inside an open transaction.
+                let tx = conn.begin().await.unwrap_or_else(|e| {
+                    panic!("{}: pooled connection in a transaction: {e}", db.name())
+                });
+                tx.rollback().await.unwrap();
+            }
+        }
+        Backend::Postgres => {
+            let pool = db.postgres_pool().unwrap();
+            let mut conns = Vec::new();
+            for _ in 0..pool.size() {
+                conns.push(pool.acquire().await.unwrap());
+            }
+            for conn in &mut conns {
+                // PostgreSQL refuses a SAVEPOINT outside a transaction block.
+                use sqlx::Executor;
+                let probe = conn.execute("SAVEPOINT activerecord_probe").await;
+                assert!(
+                    probe.is_err(),
+                    "{}: pooled connection in a transaction",
+                    db.name()
+                );
+            }
+        }
+        Backend::MySql => {
+            let pool = db.mysql_pool().unwrap();
+            let mut conns = Vec::new();
+            for _ in 0..pool.size() {
+                conns.push(pool.acquire().await.unwrap());
+            }
+            for conn in &mut conns {
+                let (open,): (u64,) = sqlx::query_as("SELECT @@in_transaction")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .unwrap();
+                assert_eq!(open, 0, "{}: pooled connection in a transaction", db.name());
+            }
+        }
+    }
+}
+
+/// The balance of account `id`, read outside any transaction.
+pub async fn balance(db: &Database, id: i64) -> i64 {
+    Account::find(db, id).await.unwrap().balance
+}
+
+/// Checks that no half-done work is visible on `db`: every account's balance is its start (100)
+/// plus its movements.
+pub async fn assert_balances_match_movements(db: &Database, ids: &[i64]) {
+    let movements = Movement::all(db).await.unwrap();
+    for id in ids {
+        let moved: i64 = movements
+            .iter()
+            .filter(|m| m.account_id == *id)
+            .map(|m| m.amount)
+            .sum();
+        assert_eq!(
+            balance(db, *id).await,
+            100 + moved,
+            "{}: account {id} is half-updated",
+            db.name()
+        );
     }
 }

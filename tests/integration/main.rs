@@ -4,4 +4,6 @@
 mod common;
 mod connections;
 mod crud;
+mod nesting;
 mod queries;
+mod scopes;
