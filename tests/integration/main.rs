@@ -4,6 +4,7 @@
 mod common;
 mod connections;
 mod crud;
+mod examples;
 mod nesting;
 mod queries;
 mod scopes;

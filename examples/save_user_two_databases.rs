@@ -1,0 +1,101 @@
+//! The Spring/JTA example: `saveUser` writes one user to database A and to database B in one unit
+//! of work. B's column is too small for the value (the original's "值超出范围"), so B's insert
+//! fails, and A's insert is rolled back with it: neither database keeps the user.
+//!
+//! Run: `cargo run --example save_user_two_databases` (two SQLite files), or with
+//! `ACTIVERECORD_USER_DB_A_URL` / `ACTIVERECORD_USER_DB_B_URL` set to any supported URLs.
+
+mod common;
+
+use activerecord::{ActiveRecord, Backend, ConnectionManager, Error, Model, Result};
+
+/// `t_user` in database A.
+#[derive(ActiveRecord, Debug)]
+#[activerecord(table = "t_user", database = "user_db_a")]
+struct UserA {
+    id: Option<i64>,
+    username: String,
+    gender: String,
+}
+
+/// `t_user` in database B: the same user under other column names.
+#[derive(ActiveRecord, Debug)]
+#[activerecord(table = "t_user", database = "user_db_b")]
+struct UserB {
+    id: Option<i64>,
+    name: String,
+    sex: String,
+}
+
+/// The service method: both inserts in one unit of work.
+async fn save_user(username: &str, sex_in_b: &str) -> Result<()> {
+    ConnectionManager::using("user_db_a")
+        .transaction(async |a| {
+            UserA::create(
+                a,
+                UserA {
+                    id: None,
+                    username: username.into(),
+                    gender: "1".into(),
+                },
+            )
+            .await?;
+            ConnectionManager::using("user_db_b")
+                .transaction(async |b| {
+                    UserB::create(
+                        b,
+                        UserB {
+                            id: None,
+                            name: username.into(),
+                            sex: sex_in_b.into(),
+                        },
+                    )
+                    .await?;
+                    Ok(())
+                })
+                .await
+        })
+        .await
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let databases = common::connect(&["user_db_a", "user_db_b"]).await?;
+    let (a, b) = (&databases[0], &databases[1]);
+    common::recreate_table(
+        a,
+        "t_user",
+        "username VARCHAR(50) NOT NULL, gender VARCHAR(1) NOT NULL",
+    )
+    .await?;
+    // SQLite does not enforce declared lengths: a CHECK does.
+    let sex = match b.backend() {
+        Backend::Sqlite => "sex TEXT NOT NULL CHECK (length(sex) <= 1)",
+        Backend::Postgres | Backend::MySql => "sex VARCHAR(1) NOT NULL",
+    };
+    common::recreate_table(b, "t_user", &format!("name VARCHAR(50) NOT NULL, {sex}")).await?;
+
+    let username = format!("user_{}", std::process::id() % 10_000);
+    save_user(&username, "1").await?;
+    println!("saveUser({username}, sex = \"1\"): saved in A and B");
+
+    let failed = save_user(&format!("{username}_2"), "男的").await;
+    match &failed {
+        Err(Error::ConstraintViolation {
+            connection, kind, ..
+        }) => {
+            println!(
+                "saveUser({username}_2, sex = \"男的\"): {kind} on {connection}; both databases rolled back"
+            )
+        }
+        other => panic!("B's insert must violate its column limit, got {other:?}"),
+    }
+    let (in_a, in_b) = (UserA::count(a).await?, UserB::count(b).await?);
+    println!("users in A: {in_a}, users in B: {in_b}");
+    assert_eq!(
+        (in_a, in_b),
+        (1, 1),
+        "the failed saveUser left nothing behind"
+    );
+    Ok(())
+}

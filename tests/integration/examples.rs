@@ -1,0 +1,104 @@
+//! The ported examples run as a user runs them (`cargo run --example NAME`), against the
+//! databases named in the environment, and leave the databases as they promise.
+
+use crate::common::Account;
+use activerecord::{Backend, ConnectionManager, Model};
+use std::process::Command;
+
+/// Runs an example with connection URLs in its environment; returns what it printed.
+fn run_example(name: &str, urls: &[(&str, &str)]) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    command
+        .args(["run", "--quiet", "--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (connection, url) in urls {
+        command.env(
+            format!("ACTIVERECORD_{}_URL", connection.to_uppercase()),
+            url,
+        );
+    }
+    let output = command.output().expect("run cargo");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "example {name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+async fn transfer_funds_on(first: Backend, second: Backend) {
+    let urls = [
+        testkit::fresh_database(first).await,
+        testkit::fresh_database(second).await,
+    ];
+    let printed = run_example(
+        "transfer_funds",
+        &[("bank_db_1", &urls[0]), ("bank_db_2", &urls[1])],
+    );
+    assert!(printed.contains("insufficient funds"), "{printed}");
+    let label = format!("{first:?}_{second:?}").to_lowercase();
+    let one = ConnectionManager::configure(&format!("ex_transfer_1_{label}"), urls[0].as_str())
+        .await
+        .unwrap();
+    let two = ConnectionManager::configure(&format!("ex_transfer_2_{label}"), urls[1].as_str())
+        .await
+        .unwrap();
+    let alice = Account::all(&one).await.unwrap();
+    let bob = Account::all(&two).await.unwrap();
+    assert_eq!(
+        (alice[0].owner.as_str(), alice[0].balance),
+        ("alice", 70),
+        "only the first transfer moved money"
+    );
+    assert_eq!((bob[0].owner.as_str(), bob[0].balance), ("bob", 80));
+}
+
+#[tokio::test]
+async fn transfer_funds_on_sqlite() {
+    transfer_funds_on(Backend::Sqlite, Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn transfer_funds_on_postgres_and_mariadb() {
+    transfer_funds_on(Backend::Postgres, Backend::MySql).await;
+}
+
+async fn save_user_on(first: Backend, second: Backend) {
+    let urls = [
+        testkit::fresh_database(first).await,
+        testkit::fresh_database(second).await,
+    ];
+    let printed = run_example(
+        "save_user_two_databases",
+        &[("user_db_a", &urls[0]), ("user_db_b", &urls[1])],
+    );
+    assert!(printed.contains("both databases rolled back"), "{printed}");
+    for (i, url) in urls.iter().enumerate() {
+        let db = ConnectionManager::configure(
+            &format!("ex_user_{i}_{first:?}_{second:?}"),
+            url.as_str(),
+        )
+        .await
+        .unwrap();
+        let users: Vec<i64> = activerecord::fetch_column(&db, "SELECT COUNT(*) FROM t_user")
+            .await
+            .unwrap();
+        assert_eq!(
+            users,
+            [1],
+            "only the first saveUser left a user in database {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn save_user_two_databases_on_sqlite() {
+    save_user_on(Backend::Sqlite, Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn save_user_two_databases_on_postgres_and_mariadb() {
+    save_user_on(Backend::Postgres, Backend::MySql).await;
+}
