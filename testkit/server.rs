@@ -111,9 +111,11 @@ impl Server {
                 let started = Server::start(kind, scratch);
                 let keep_running = started.is_ok();
                 let _ = tx.send(started);
-                // The servers' parent-death signal is tied to this thread: it must never end.
-                while keep_running {
-                    std::thread::park();
+                if keep_running {
+                    // The server's parent-death signal is tied to this thread: it must never end.
+                    loop {
+                        std::thread::park();
+                    }
                 }
             })
             .map_err(|e| format!("cannot start a keeper thread: {e}"))?;

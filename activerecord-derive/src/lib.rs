@@ -1,7 +1,7 @@
 //! `#[derive(ActiveRecord)]`: makes a struct with named fields an `activerecord::Model`.
 //!
-//! Built like serde_derive: the input is parsed into a small typed model ([`ast`]), checked with
-//! every error collected at its own span, then code is generated from it ([`expand`]).
+//! Built like serde_derive: the input is parsed into a small typed model (module `ast`), checked with
+//! every error collected at its own span, then code is generated from it (module `expand`).
 //!
 //! Attributes:
 //! - on the struct: `#[activerecord(table = "accounts")]` (default: the snake_case plural of the

@@ -133,15 +133,14 @@ impl Target<'_> {
     /// Classifies a statement's error, and remembers that it aborted the transaction it ran in
     /// where the backend aborts transactions on errors (PostgreSQL).
     fn error(&self, e: sqlx::Error) -> Error {
-        if let Target::Tx(frame) = self {
-            if frame.participant.database.backend() == Backend::Postgres
-                && e.as_database_error().is_some()
-            {
-                frame
-                    .participant
-                    .aborted
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
-            }
+        if let Target::Tx(frame) = self
+            && frame.participant.database.backend() == Backend::Postgres
+            && e.as_database_error().is_some()
+        {
+            frame
+                .participant
+                .aborted
+                .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Error::from_sqlx(self.connection_name(), e)
     }

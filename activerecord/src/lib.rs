@@ -75,3 +75,8 @@ pub mod __private {
         args.add(value)
     }
 }
+
+/// The README's example, compiled as a doctest so that it stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

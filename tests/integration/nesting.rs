@@ -244,7 +244,7 @@ async fn a_failed_second_commit_is_a_partial_commit(first: Backend, second: Back
     let Error::PartialCommit(partial) = &err else {
         panic!("expected a partial commit, got {err:?}")
     };
-    assert_eq!(partial.committed, [one.name.clone()]);
+    assert_eq!(partial.committed, std::slice::from_ref(&one.name));
     assert_eq!(partial.failed, two.name);
     let message = err.to_string();
     assert!(
