@@ -62,12 +62,7 @@ async fn save_user(username: &str, sex_in_b: &str) -> Result<()> {
 async fn main() -> Result<()> {
     let databases = common::connect(&["user_db_a", "user_db_b"]).await?;
     let (a, b) = (&databases[0], &databases[1]);
-    common::recreate_table(
-        a,
-        "t_user",
-        "username VARCHAR(50) NOT NULL, gender VARCHAR(1) NOT NULL",
-    )
-    .await?;
+    common::recreate_table(a, "t_user", "username VARCHAR(50) NOT NULL, gender VARCHAR(1) NOT NULL").await?;
     // SQLite does not enforce declared lengths: a CHECK does.
     let sex = match b.backend() {
         Backend::Sqlite => "sex TEXT NOT NULL CHECK (length(sex) <= 1)",
@@ -81,21 +76,13 @@ async fn main() -> Result<()> {
 
     let failed = save_user(&format!("{username}_2"), "男的").await;
     match &failed {
-        Err(Error::ConstraintViolation {
-            connection, kind, ..
-        }) => {
-            println!(
-                "saveUser({username}_2, sex = \"男的\"): {kind} on {connection}; both databases rolled back"
-            )
+        Err(Error::ConstraintViolation { connection, kind, .. }) => {
+            println!("saveUser({username}_2, sex = \"男的\"): {kind} on {connection}; both databases rolled back")
         }
         other => panic!("B's insert must violate its column limit, got {other:?}"),
     }
     let (in_a, in_b) = (UserA::count(a).await?, UserB::count(b).await?);
     println!("users in A: {in_a}, users in B: {in_b}");
-    assert_eq!(
-        (in_a, in_b),
-        (1, 1),
-        "the failed saveUser left nothing behind"
-    );
+    assert_eq!((in_a, in_b), (1, 1), "the failed saveUser left nothing behind");
     Ok(())
 }

@@ -63,12 +63,7 @@ async fn show(label: &str, alice: i64, bob: i64) -> Result<()> {
 async fn main() -> Result<()> {
     let databases = common::connect(&["bank_db_1", "bank_db_2"]).await?;
     for db in &databases {
-        common::recreate_table(
-            db,
-            "accounts",
-            "owner VARCHAR(100) NOT NULL, balance BIGINT NOT NULL",
-        )
-        .await?;
+        common::recreate_table(db, "accounts", "owner VARCHAR(100) NOT NULL, balance BIGINT NOT NULL").await?;
     }
     let alice = Account::create(
         &databases[0],
@@ -95,9 +90,7 @@ async fn main() -> Result<()> {
     show(&format!("transfer 30 -> {moved}"), alice, bob).await?;
 
     match transfer_funds(alice, bob, 1_000).await {
-        Err(Error::Rejected(reason)) => {
-            show(&format!("transfer 1000 -> {reason}"), alice, bob).await?
-        }
+        Err(Error::Rejected(reason)) => show(&format!("transfer 1000 -> {reason}"), alice, bob).await?,
         other => panic!("a transfer beyond the balance must be refused, got {other:?}"),
     }
 

@@ -38,10 +38,7 @@ struct Endpoint {
     base_url: String,
 }
 
-fn endpoint(
-    cell: &'static OnceLock<Result<Endpoint, String>>,
-    kind: ServerKind,
-) -> &'static Endpoint {
+fn endpoint(cell: &'static OnceLock<Result<Endpoint, String>>, kind: ServerKind) -> &'static Endpoint {
     let endpoint = cell.get_or_init(|| {
         if let Ok(url) = std::env::var(kind.env_var()) {
             return Ok(Endpoint {

@@ -68,10 +68,7 @@ fn remove_leftovers() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("activerecord-testkit-"))
-        else {
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("activerecord-testkit-")) else {
             continue;
         };
         let alive = pid
@@ -120,10 +117,7 @@ impl Server {
             })
             .map_err(|e| format!("cannot start a keeper thread: {e}"))?;
         let server: &'static Server = Box::leak(Box::new(rx.recv().map_err(|e| e.to_string())??));
-        STARTED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(server);
+        STARTED.lock().unwrap_or_else(|e| e.into_inner()).push(server);
         Ok(server)
     }
 
@@ -131,8 +125,7 @@ impl Server {
         let began = Instant::now();
         let port = free_port()?;
         let dir = scratch.join(format!("{}-{port}", kind.name().to_lowercase()));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let log = dir.join("server.log");
         let child = match kind {
             ServerKind::Postgres => start_postgres(&dir, port, &log)?,
@@ -149,11 +142,11 @@ impl Server {
             server.stop();
             return Err(why);
         }
-        eprintln!(
+        announce(&format!(
             "testkit: {} started on 127.0.0.1:{port} in {:.2} s",
             kind.name(),
             began.elapsed().as_secs_f64()
-        );
+        ));
         Ok(server)
     }
 
@@ -194,15 +187,12 @@ impl Server {
             // A stale pid file of a killed server also says "ready": check that the pid is ours.
             ServerKind::Postgres => {
                 let pid = self.child.lock().unwrap().as_ref().map(Child::id);
-                let status = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
-                    .unwrap_or_default();
+                let status = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap_or_default();
                 let lines: Vec<&str> = status.lines().collect();
                 lines.first().and_then(|l| l.trim().parse::<u32>().ok()) == pid
                     && lines.get(7).is_some_and(|l| l.trim() == "ready")
             }
-            ServerKind::MariaDb | ServerKind::Redis => {
-                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-            }
+            ServerKind::MariaDb | ServerKind::Redis => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
         }
     }
 
@@ -256,18 +246,21 @@ impl Server {
     }
 }
 
+/// Writes a line to the process's stderr. Not `eprintln!`: the test harness captures that for the
+/// test whose thread started the server, and shows it only if that test fails.
+fn announce(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
 /// A command for `program` that dies with this process and writes to `log`.
 fn command(program: &Path, log: &Path) -> Result<Command, String> {
-    let out =
-        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let out = std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let mut command = Command::new(program);
     command.stdin(Stdio::null()).stdout(out).stderr(err);
@@ -299,9 +292,7 @@ fn find_program(program: &str, extra_dirs: &[&str]) -> Result<PathBuf, String> {
 }
 
 fn run(mut command: Command, what: &str, log: &Path) -> Result<(), String> {
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    let status = command.status().map_err(|e| format!("cannot run {what}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -324,9 +315,7 @@ fn postgres_user() -> Result<Option<(u32, u32)>, String> {
     unsafe {
         let entry = libc::getpwnam(c"postgres".as_ptr());
         if entry.is_null() {
-            return Err(
-                "running as root and there is no `postgres` user to run PostgreSQL as".to_owned(),
-            );
+            return Err("running as root and there is no `postgres` user to run PostgreSQL as".to_owned());
         }
         Ok(Some(((*entry).pw_uid, (*entry).pw_gid)))
     }
@@ -337,8 +326,7 @@ fn start_postgres(dir: &Path, port: u16, log: &Path) -> Result<Child, String> {
     let postgres = find_program("postgres", &[])?;
     let user = postgres_user()?;
     if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-            .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| format!("chown {}: {e}", dir.display()))?;
         std::fs::File::create(log).map_err(|e| e.to_string())?;
         std::os::unix::fs::chown(log, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
     }
@@ -349,16 +337,9 @@ fn start_postgres(dir: &Path, port: u16, log: &Path) -> Result<Child, String> {
     };
     let data = dir.join("data");
     let mut init = command(&initdb, log)?;
-    init.arg("-D").arg(&data).args([
-        "-U",
-        "postgres",
-        "-A",
-        "trust",
-        "-E",
-        "UTF8",
-        "--locale=C",
-        "--no-sync",
-    ]);
+    init.arg("-D")
+        .arg(&data)
+        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
     as_user(&mut init);
     run(init, "initdb", log)?;
 
@@ -381,9 +362,7 @@ fn start_postgres(dir: &Path, port: u16, log: &Path) -> Result<Child, String> {
         // Test data need not survive an operating system crash; commits stay synchronous.
         .args(["-c", "fsync=off"]);
     as_user(&mut server);
-    server
-        .spawn()
-        .map_err(|e| format!("cannot start postgres: {e}"))
+    server.spawn().map_err(|e| format!("cannot start postgres: {e}"))
 }
 
 fn start_mariadb(dir: &Path, port: u16, log: &Path) -> Result<Child, String> {
@@ -420,9 +399,7 @@ fn start_mariadb(dir: &Path, port: u16, log: &Path) -> Result<Child, String> {
             "--collation-server=utf8mb4_unicode_ci",
         ])
         .args(root);
-    server
-        .spawn()
-        .map_err(|e| format!("cannot start mariadbd: {e}"))
+    server.spawn().map_err(|e| format!("cannot start mariadbd: {e}"))
 }
 
 fn start_redis(dir: &Path, port: u16, log: &Path) -> Result<Child, String> {
@@ -443,9 +420,7 @@ fn start_redis(dir: &Path, port: u16, log: &Path) -> Result<Child, String> {
         ])
         .arg("--dir")
         .arg(dir);
-    server
-        .spawn()
-        .map_err(|e| format!("cannot start redis-server: {e}"))
+    server.spawn().map_err(|e| format!("cannot start redis-server: {e}"))
 }
 
 /// Creates database `name` on the server at `base_url`, retrying while the server finishes
@@ -461,16 +436,13 @@ pub(crate) async fn create_database(backend: Backend, base_url: &str, name: &str
         let attempt: Result<(), sqlx::Error> = async {
             match backend {
                 Backend::Postgres => {
-                    let mut conn =
-                        sqlx::PgConnection::connect(&format!("{base_url}/postgres")).await?;
-                    conn.execute(sqlx::AssertSqlSafe(statement.as_str()))
-                        .await?;
+                    let mut conn = sqlx::PgConnection::connect(&format!("{base_url}/postgres")).await?;
+                    conn.execute(sqlx::AssertSqlSafe(statement.as_str())).await?;
                     conn.close().await
                 }
                 _ => {
                     let mut conn = sqlx::MySqlConnection::connect(base_url).await?;
-                    conn.execute(sqlx::AssertSqlSafe(statement.as_str()))
-                        .await?;
+                    conn.execute(sqlx::AssertSqlSafe(statement.as_str())).await?;
                     conn.close().await
                 }
             }

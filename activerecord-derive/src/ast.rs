@@ -140,10 +140,7 @@ impl<'a> ModelDef<'a> {
                 None => ident.to_string().trim_start_matches("r#").to_owned(),
             };
             if let (Some(skip), Some(_)) = (attrs.skip, &attrs.column) {
-                errors.at(
-                    skip,
-                    "a skipped field is not stored, so it cannot have a `column`",
-                );
+                errors.at(skip, "a skipped field is not stored, so it cannot have a `column`");
             }
             if let Some(span) = attrs.primary_key {
                 if let Some(skip) = attrs.skip {
@@ -167,7 +164,10 @@ impl<'a> ModelDef<'a> {
             if let Some(b) = fields[..i].iter().find(|b| !b.skip && b.column == a.column) {
                 errors.at(
                     a.ident.span(),
-                    format!("column `{}` is already used by field `{}`; rename one with #[activerecord(column = \"...\")]", a.column, b.ident),
+                    format!(
+                        "column `{}` is already used by field `{}`; rename one with #[activerecord(column = \"...\")]",
+                        a.column, b.ident
+                    ),
                 );
             }
         }
@@ -224,24 +224,14 @@ fn non_empty(lit: &LitStr, what: &str, errors: &mut Errors) -> String {
 
 fn parse_struct_attrs(input: &DeriveInput, errors: &mut Errors) -> StructAttrs {
     let mut attrs = StructAttrs::default();
-    for attr in input
-        .attrs
-        .iter()
-        .filter(|a| a.path().is_ident("activerecord"))
-    {
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("activerecord")) {
         let parsed = attr.parse_nested_meta(|meta| {
             let slot = if meta.path.is_ident("table") {
                 &mut attrs.table
             } else if meta.path.is_ident("database") {
                 &mut attrs.database
             } else {
-                return unknown_key(
-                    &meta,
-                    "on a struct",
-                    STRUCT_KEYS,
-                    field_only(&meta.path),
-                    errors,
-                );
+                return unknown_key(&meta, "on a struct", STRUCT_KEYS, field_only(&meta.path), errors);
             };
             let lit: LitStr = meta.value()?.parse()?;
             set_once(slot, lit, &meta.path, errors);
@@ -256,11 +246,7 @@ fn parse_struct_attrs(input: &DeriveInput, errors: &mut Errors) -> StructAttrs {
 
 fn parse_field_attrs(field: &syn::Field, errors: &mut Errors) -> FieldAttrs {
     let mut attrs = FieldAttrs::default();
-    for attr in field
-        .attrs
-        .iter()
-        .filter(|a| a.path().is_ident("activerecord"))
-    {
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("activerecord")) {
         let parsed = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("column") {
                 let lit: LitStr = meta.value()?.parse()?;
@@ -301,12 +287,8 @@ fn unknown_key(
     hint: Option<&str>,
     errors: &mut Errors,
 ) -> syn::Result<()> {
-    let name = meta
-        .path
-        .get_ident()
-        .map_or_else(|| "?".to_owned(), Ident::to_string);
-    let mut message =
-        format!("unknown activerecord attribute `{name}` {place}; expected one of {expected}");
+    let name = meta.path.get_ident().map_or_else(|| "?".to_owned(), Ident::to_string);
+    let mut message = format!("unknown activerecord attribute `{name}` {place}; expected one of {expected}");
     if let Some(hint) = hint {
         message = format!("`{name}` is not allowed {place}: {hint}");
     }
@@ -330,20 +312,14 @@ fn set_once<T>(slot: &mut Option<T>, value: T, path: &syn::Path, errors: &mut Er
 /// `Value` trait bound in the generated code.
 fn check_field_type(ty: &Type, errors: &mut Errors) {
     let message = match ty {
-        Type::Reference(_) => {
-            "a model owns its values: use an owned type (`String` for `&str`, `Vec<u8>` for `&[u8]`)"
-        }
+        Type::Reference(_) => "a model owns its values: use an owned type (`String` for `&str`, `Vec<u8>` for `&[u8]`)",
         Type::Tuple(_) => {
             "a tuple cannot be stored in one column: use one field per column, or `activerecord::Json<T>`"
         }
         Type::Array(_) | Type::Slice(_) => {
             "an array cannot be stored in a column: use `Vec<u8>` for bytes or `activerecord::Json<T>`"
         }
-        Type::Ptr(_)
-        | Type::BareFn(_)
-        | Type::TraitObject(_)
-        | Type::ImplTrait(_)
-        | Type::Never(_) => {
+        Type::Ptr(_) | Type::BareFn(_) | Type::TraitObject(_) | Type::ImplTrait(_) | Type::Never(_) => {
             "this type cannot be stored in a column: mark the field #[activerecord(skip)] if it is not stored"
         }
         _ => return,
@@ -388,8 +364,7 @@ pub fn default_table_name(struct_name: &str) -> String {
 }
 
 fn pluralize(word: &str) -> String {
-    let consonant_y =
-        word.ends_with('y') && !word[..word.len() - 1].ends_with(['a', 'e', 'i', 'o', 'u']);
+    let consonant_y = word.ends_with('y') && !word[..word.len() - 1].ends_with(['a', 'e', 'i', 'o', 'u']);
     if consonant_y {
         format!("{}ies", &word[..word.len() - 1])
     } else if word.ends_with(['s', 'x', 'z']) || word.ends_with("ch") || word.ends_with("sh") {

@@ -131,11 +131,7 @@ impl fmt::Display for DatabaseUrl {
             }
             Ok(_) => f.write_str(&self.0),
             // An unparsable URL may still hold a password after the scheme: show only the scheme.
-            Err(_) => write!(
-                f,
-                "{}:<unparsable URL>",
-                self.0.split(':').next().unwrap_or("")
-            ),
+            Err(_) => write!(f, "{}:<unparsable URL>", self.0.split(':').next().unwrap_or("")),
         }
     }
 }
@@ -353,7 +349,7 @@ impl Database {
     }
 
     /// Opens the pool described by `config` and checks that one connection can be made.
-    async fn open(name: &str, config: &DatabaseConfig) -> Result<Database> {
+    pub(crate) async fn open(name: &str, config: &DatabaseConfig) -> Result<Database> {
         let url = config.url.expose();
         let backend = Backend::from_url(url).ok_or_else(|| Error::Configuration {
             connection: name.to_owned(),
@@ -365,9 +361,7 @@ impl Database {
         })?;
         let setup_error = |what: &str, e: sqlx::Error| Error::Configuration {
             connection: name.to_owned(),
-            message: config
-                .url
-                .redact(&format!("{what} {} failed: {e}", config.url)),
+            message: config.url.redact(&format!("{what} {} failed: {e}", config.url)),
             source: None,
         };
         let acquire_timeout = Duration::from_millis(config.acquire_timeout_ms);
@@ -408,8 +402,7 @@ impl Database {
                 Pool::Sqlite(pool)
             }
             Backend::Postgres => {
-                let options =
-                    PgConnectOptions::from_str(url).map_err(|e| setup_error("parsing", e))?;
+                let options = PgConnectOptions::from_str(url).map_err(|e| setup_error("parsing", e))?;
                 let pool = pool_options!(PgPoolOptions)
                     .connect_with(options)
                     .await
@@ -421,8 +414,7 @@ impl Database {
                 let url = url
                     .strip_prefix("mariadb:")
                     .map_or(url.to_owned(), |rest| format!("mysql:{rest}"));
-                let options =
-                    MySqlConnectOptions::from_str(&url).map_err(|e| setup_error("parsing", e))?;
+                let options = MySqlConnectOptions::from_str(&url).map_err(|e| setup_error("parsing", e))?;
                 let pool = pool_options!(MySqlPoolOptions)
                     .connect_with(options)
                     .await
@@ -443,8 +435,7 @@ impl Database {
 
 type Registry = BTreeMap<String, Database>;
 
-static REGISTRY: LazyLock<ArcSwap<Registry>> =
-    LazyLock::new(|| ArcSwap::from_pointee(Registry::new()));
+static REGISTRY: LazyLock<ArcSwap<Registry>> = LazyLock::new(|| ArcSwap::from_pointee(Registry::new()));
 
 /// The process-wide registry of named connections.
 ///
@@ -498,12 +489,10 @@ impl ConnectionManager {
     pub async fn configure_from_toml(path: impl AsRef<Path>) -> Result<Vec<Database>> {
         let path = path.as_ref();
         let file_error =
-            |message: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| {
-                Error::Configuration {
-                    connection: path.display().to_string(),
-                    message,
-                    source,
-                }
+            |message: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| Error::Configuration {
+                connection: path.display().to_string(),
+                message,
+                source,
             };
         let text = std::fs::read_to_string(path)
             .map_err(|e| file_error(format!("cannot read the file: {e}"), Some(Box::new(e))))?;
@@ -516,12 +505,11 @@ impl ConnectionManager {
     /// and `ACTIVERECORD_<NAME>_ACQUIRE_TIMEOUT_MS`. The connection is named `<name>` in lower case:
     /// `ACTIVERECORD_BANK_DB_1_URL` configures `bank_db_1`.
     pub async fn configure_from_env() -> Result<Vec<Database>> {
-        let configs =
-            configs_from_env(std::env::vars()).map_err(|(name, message)| Error::Configuration {
-                connection: name,
-                message,
-                source: None,
-            })?;
+        let configs = configs_from_env(std::env::vars()).map_err(|(name, message)| Error::Configuration {
+            connection: name,
+            message,
+            source: None,
+        })?;
         Self::configure_all(configs).await
     }
 
@@ -536,13 +524,10 @@ impl ConnectionManager {
     /// The connection registered as `name`.
     pub fn get(name: &str) -> Result<Database> {
         let registry = REGISTRY.load();
-        registry
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::UnknownConnection {
-                name: name.to_owned(),
-                configured: registry.keys().cloned().collect(),
-            })
+        registry.get(name).cloned().ok_or_else(|| Error::UnknownConnection {
+            name: name.to_owned(),
+            configured: registry.keys().cloned().collect(),
+        })
     }
 
     /// The names of every configured connection, sorted.
@@ -590,10 +575,7 @@ fn configs_from_env(
     let vars: BTreeMap<String, String> = vars.filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
     let mut configs = BTreeMap::new();
     for (key, url) in &vars {
-        let Some(upper) = key
-            .strip_prefix(ENV_PREFIX)
-            .and_then(|k| k.strip_suffix("_URL"))
-        else {
+        let Some(upper) = key.strip_prefix(ENV_PREFIX).and_then(|k| k.strip_suffix("_URL")) else {
             continue;
         };
         let name = upper.to_lowercase();
@@ -602,12 +584,8 @@ fn configs_from_env(
             let var = format!("{ENV_PREFIX}{upper}_{suffix}");
             vars.get(&var)
                 .map(|v| {
-                    v.parse::<u64>().map_err(|_| {
-                        (
-                            name.clone(),
-                            format!("{var} must be a whole number, not {v:?}"),
-                        )
-                    })
+                    v.parse::<u64>()
+                        .map_err(|_| (name.clone(), format!("{var} must be a whole number, not {v:?}")))
                 })
                 .transpose()
         };
@@ -630,10 +608,7 @@ mod tests {
     fn redaction_masks_raw_and_encoded_passwords() {
         let url = DatabaseUrl::from("mysql://root:p%40ss@127.0.0.1:3306/bank");
         assert_eq!(url.to_string(), "mysql://root:***@127.0.0.1:3306/bank");
-        assert_eq!(
-            url.redact("bad password p%40ss / p@ss"),
-            "bad password *** / ***"
-        );
+        assert_eq!(url.redact("bad password p%40ss / p@ss"), "bad password *** / ***");
         let no_password = DatabaseUrl::from("sqlite://bank.db");
         assert_eq!(no_password.to_string(), "sqlite://bank.db");
     }
@@ -651,8 +626,7 @@ mod tests {
 
     #[test]
     fn toml_rejects_unknown_keys() {
-        let err = parse_toml("[databases.a]\nurl = \"sqlite::memory:\"\nmax_conections = 3\n")
-            .unwrap_err();
+        let err = parse_toml("[databases.a]\nurl = \"sqlite::memory:\"\nmax_conections = 3\n").unwrap_err();
         assert!(err.contains("max_conections"), "{err}");
     }
 
@@ -679,9 +653,6 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
         let (name, message) = configs_from_env(vars.into_iter()).unwrap_err();
         assert_eq!(name, "a");
-        assert!(
-            message.contains("ACTIVERECORD_A_MAX_CONNECTIONS"),
-            "{message}"
-        );
+        assert!(message.contains("ACTIVERECORD_A_MAX_CONNECTIONS"), "{message}");
     }
 }

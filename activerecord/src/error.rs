@@ -140,9 +140,7 @@ pub enum Error {
 
     /// A transaction scope's body did not finish within the scope's timeout; the scope was rolled
     /// back.
-    #[error(
-        "transaction scope on connection {connection:?} timed out after {limit:?} and was rolled back"
-    )]
+    #[error("transaction scope on connection {connection:?} timed out after {limit:?} and was rolled back")]
     Timeout {
         /// The scope's connection.
         connection: String,
@@ -174,6 +172,17 @@ pub enum Error {
     /// and need reconciliation. Never reported as a plain failure.
     #[error("{0}")]
     PartialCommit(Box<PartialCommit>),
+
+    /// A two-phase commit whose outcome is not final yet: its branches are prepared and recovery
+    /// ([`Coordinator::recover`](crate::two_phase::Coordinator::recover)) will resolve them by
+    /// the decision log.
+    #[error("two-phase transaction {gtrid} is in doubt: {message}")]
+    InDoubt {
+        /// The global transaction id.
+        gtrid: String,
+        /// What is known and what recovery will do.
+        message: String,
+    },
 
     /// Any other database error.
     #[error("query failed on connection {connection:?}: {source}")]
@@ -356,8 +365,5 @@ fn is_schema_error(code: &str, message: &str) -> bool {
 /// PostgreSQL serialization failure and deadlock (40001, 40P01), MySQL deadlock and lock wait
 /// timeout (1213, 1205), SQLite busy/locked (5, 6, 517).
 fn is_transient_code(code: &str) -> bool {
-    matches!(
-        code,
-        "40001" | "40P01" | "1213" | "1205" | "5" | "6" | "517"
-    )
+    matches!(code, "40001" | "40P01" | "1213" | "1205" | "5" | "6" | "517")
 }

@@ -12,10 +12,11 @@
 
 use crate::connection::{Backend, ConnectionManager, Database, Pool};
 use crate::error::{Error, Result};
-use crate::transaction::{Frame, PooledConnection, ScopeOptions, innermost_frame};
+use crate::transaction::{Participant, PooledConnection, ScopeOptions, innermost_frame};
 use crate::value::{Arguments, RowRef, Value};
 use sqlx::SqlSafeStr;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// Something a model operation can run on. See the [module docs](self).
 pub trait Executor: Send + Sync {
@@ -30,8 +31,8 @@ pub trait Executor: Send + Sync {
 pub enum Target<'a> {
     /// Autocommit on a pool.
     Pool(Cow<'a, Database>),
-    /// Inside an open transaction scope.
-    Tx(Cow<'a, Frame>),
+    /// Inside an open transaction.
+    Tx(Cow<'a, Arc<Participant>>),
 }
 
 /// What a statement that returns no rows reports.
@@ -79,8 +80,7 @@ macro_rules! on_target {
                 (Pool::MySql($exec), Arguments::MySql($arguments)) => $body,
                 _ => unreachable!("arguments are always built for the target's backend"),
             },
-            (Target::Tx(frame), args) => {
-                let participant = &frame.participant;
+            (Target::Tx(participant), args) => {
                 let mut slot = participant.conn.lock().await;
                 match slot.as_mut().map(|c| &mut c.conn) {
                     None => Err(Error::TransactionEnded {
@@ -121,7 +121,7 @@ impl Target<'_> {
     fn database(&self) -> &Database {
         match self {
             Target::Pool(db) => db,
-            Target::Tx(frame) => &frame.participant.database,
+            Target::Tx(participant) => &participant.database,
         }
     }
 
@@ -133,14 +133,11 @@ impl Target<'_> {
     /// Classifies a statement's error, and remembers that it aborted the transaction it ran in
     /// where the backend aborts transactions on errors (PostgreSQL).
     fn error(&self, e: sqlx::Error) -> Error {
-        if let Target::Tx(frame) = self
-            && frame.participant.database.backend() == Backend::Postgres
+        if let Target::Tx(participant) = self
+            && participant.database.backend() == Backend::Postgres
             && e.as_database_error().is_some()
         {
-            frame
-                .participant
-                .aborted
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            participant.aborted.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Error::from_sqlx(self.connection_name(), e)
     }
@@ -220,9 +217,7 @@ impl Target<'_> {
 pub async fn fetch_column<V: Value, C: Executor + ?Sized>(conn: &C, sql: &str) -> Result<Vec<V>> {
     let target = conn.target(None)?;
     let args = target.arguments();
-    target
-        .fetch_all(sqlx::AssertSqlSafe(sql), args, |row| row.get(0))
-        .await
+    target.fetch_all(sqlx::AssertSqlSafe(sql), args, |row| row.get(0)).await
 }
 
 impl Executor for Database {
@@ -276,7 +271,7 @@ impl ConnectionManager {
 /// The innermost open scope on `name` in this task, else the pool.
 fn scope_or_pool(name: &str) -> Result<Target<'static>> {
     match innermost_frame(Some(name)) {
-        Some(frame) => Ok(Target::Tx(Cow::Owned(frame))),
+        Some(frame) => Ok(Target::Tx(Cow::Owned(frame.participant))),
         None => Ok(Target::Pool(Cow::Owned(ConnectionManager::get(name)?))),
     }
 }
@@ -312,14 +307,13 @@ impl Executor for Ambient {
             return scope_or_pool(name);
         }
         match innermost_frame(None) {
-            Some(frame) => Ok(Target::Tx(Cow::Owned(frame))),
+            Some(frame) => Ok(Target::Tx(Cow::Owned(frame.participant))),
             None => Err(Error::Configuration {
                 connection: "(none)".to_owned(),
-                message:
-                    "this model names no database and no transaction scope is open in this task: \
+                message: "this model names no database and no transaction scope is open in this task: \
                           add #[activerecord(database = \"...\")] to the model, open a scope with \
                           ConnectionManager::using(name).transaction(..), or pass a connection"
-                        .to_owned(),
+                    .to_owned(),
                 source: None,
             }),
         }

@@ -27,6 +27,9 @@
 //! ```
 #![warn(missing_docs)]
 
+// Lets the crate derive its own models (the two-phase decision log).
+extern crate self as activerecord;
+
 pub mod connection;
 pub mod error;
 pub mod executor;
@@ -34,6 +37,7 @@ pub mod model;
 pub mod query;
 mod sql;
 pub mod transaction;
+pub mod two_phase;
 pub mod value;
 
 pub use activerecord_derive::ActiveRecord;

@@ -164,10 +164,7 @@ pub trait Model: Sized + Send + Sync + 'static {
     }
 
     /// Inserts `record` and returns it with its generated key.
-    fn create<C: Executor + ?Sized>(
-        conn: &C,
-        mut record: Self,
-    ) -> impl Future<Output = Result<Self>> + Send {
+    fn create<C: Executor + ?Sized>(conn: &C, mut record: Self) -> impl Future<Output = Result<Self>> + Send {
         async move {
             record.insert(conn).await?;
             Ok(record)
@@ -196,10 +193,7 @@ pub trait Model: Sized + Send + Sync + 'static {
 
     /// INSERTs the record. A generated key that is still `None` is left to the database and
     /// stored back into the record.
-    fn insert<C: Executor + ?Sized>(
-        &mut self,
-        conn: &C,
-    ) -> impl Future<Output = Result<()>> + Send {
+    fn insert<C: Executor + ?Sized>(&mut self, conn: &C) -> impl Future<Output = Result<()>> + Send {
         async move {
             let target = conn.target(Self::META.database)?;
             let statements = Self::statements(target.backend());
@@ -216,9 +210,7 @@ pub trait Model: Sized + Send + Sync + 'static {
                     let done = target.execute(sql, args).await?;
                     Self::Key::from_generated_id(done.last_insert_id)
                 }
-                Backend::Sqlite | Backend::Postgres => {
-                    target.fetch_optional(sql, args, |row| row.get(0)).await?
-                }
+                Backend::Sqlite | Backend::Postgres => target.fetch_optional(sql, args, |row| row.get(0)).await?,
             };
             let key = key.ok_or_else(|| no_generated_key::<Self>(&target))?;
             self.set_key(key);
@@ -260,15 +252,9 @@ pub trait Model: Sized + Send + Sync + 'static {
     }
 
     /// Reads the record's row again, replacing every field.
-    fn reload<C: Executor + ?Sized>(
-        &mut self,
-        conn: &C,
-    ) -> impl Future<Output = Result<()>> + Send {
+    fn reload<C: Executor + ?Sized>(&mut self, conn: &C) -> impl Future<Output = Result<()>> + Send {
         async move {
-            let key = self
-                .key()
-                .cloned()
-                .ok_or_else(|| unsaved::<Self>("reload"))?;
+            let key = self.key().cloned().ok_or_else(|| unsaved::<Self>("reload"))?;
             *self = Self::find(conn, key).await?;
             Ok(())
         }

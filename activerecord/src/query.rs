@@ -43,13 +43,8 @@ pub struct Condition {
 
 enum Test {
     Compare(&'static str, Box<dyn Value>),
-    In {
-        negated: bool,
-        values: Vec<Box<dyn Value>>,
-    },
-    Null {
-        negated: bool,
-    },
+    In { negated: bool, values: Vec<Box<dyn Value>> },
+    Null { negated: bool },
 }
 
 impl fmt::Debug for Condition {
@@ -57,11 +52,7 @@ impl fmt::Debug for Condition {
         let test = match &self.test {
             Test::Compare(op, _) => format!("{op} ?"),
             Test::In { negated, values } => {
-                format!(
-                    "{}IN ({} values)",
-                    if *negated { "NOT " } else { "" },
-                    values.len()
-                )
+                format!("{}IN ({} values)", if *negated { "NOT " } else { "" }, values.len())
             }
             Test::Null { negated } => format!("IS {}NULL", if *negated { "NOT " } else { "" }),
         };
@@ -111,10 +102,7 @@ impl Column {
         let values = values.into_iter().map(IntoParam::into_param).collect();
         Condition {
             column: self.0,
-            test: Test::In {
-                negated: false,
-                values,
-            },
+            test: Test::In { negated: false, values },
         }
     }
     /// `column NOT IN (values...)`; an empty list matches everything.
@@ -122,10 +110,7 @@ impl Column {
         let values = values.into_iter().map(IntoParam::into_param).collect();
         Condition {
             column: self.0,
-            test: Test::In {
-                negated: true,
-                values,
-            },
+            test: Test::In { negated: true, values },
         }
     }
     /// `column IS NULL`
@@ -254,9 +239,7 @@ impl<M: Model> Query<M> {
     pub async fn all<C: Executor + ?Sized>(self, conn: &C) -> Result<Vec<M>> {
         let target = conn.target(M::META.database)?;
         let (sql, args) = self.render(&target, Projection::Columns)?;
-        target
-            .fetch_all(sqlx::AssertSqlSafe(sql), args, M::from_row)
-            .await
+        target.fetch_all(sqlx::AssertSqlSafe(sql), args, M::from_row).await
     }
 
     /// The first matching record (in key order unless the query is ordered), if any.
@@ -267,9 +250,7 @@ impl<M: Model> Query<M> {
         self.limit = Some(1);
         let target = conn.target(M::META.database)?;
         let (sql, args) = self.render(&target, Projection::Columns)?;
-        target
-            .fetch_optional(sqlx::AssertSqlSafe(sql), args, M::from_row)
-            .await
+        target.fetch_optional(sqlx::AssertSqlSafe(sql), args, M::from_row).await
     }
 
     /// How many records match (after `limit` and `offset`, if set).
@@ -301,10 +282,7 @@ impl<M: Model> Query<M> {
         push_ident(&mut sql, backend, M::META.table);
         let mut args = target.arguments();
         self.push_where(&mut sql, &mut args, backend)?;
-        Ok(target
-            .execute(sqlx::AssertSqlSafe(sql), args)
-            .await?
-            .rows_affected)
+        Ok(target.execute(sqlx::AssertSqlSafe(sql), args).await?.rows_affected)
     }
 
     fn check_column(column: &str) -> Result<()> {
@@ -339,10 +317,7 @@ impl<M: Model> Query<M> {
         if matches!(projection, Projection::Count) && paged {
             sql = format!("SELECT COUNT(*) FROM ({sql}) AS counted");
         }
-        if self.for_update
-            && backend != Backend::Sqlite
-            && matches!(projection, Projection::Columns)
-        {
+        if self.for_update && backend != Backend::Sqlite && matches!(projection, Projection::Columns) {
             sql.push_str(" FOR UPDATE");
         }
         Ok((sql, args))
@@ -384,12 +359,7 @@ impl<M: Model> Query<M> {
         Ok(())
     }
 
-    fn push_order_and_page(
-        &self,
-        sql: &mut String,
-        args: &mut Arguments,
-        backend: Backend,
-    ) -> Result<()> {
+    fn push_order_and_page(&self, sql: &mut String, args: &mut Arguments, backend: Backend) -> Result<()> {
         for (i, (column, order)) in self.order.iter().enumerate() {
             Self::check_column(column)?;
             sql.push_str(if i == 0 { " ORDER BY " } else { ", " });

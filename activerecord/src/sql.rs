@@ -37,11 +37,7 @@ pub(crate) fn push_placeholder(out: &mut String, backend: Backend, position: usi
 }
 
 /// Appends `ident, ident, ...` for `columns`.
-fn push_column_list<'a>(
-    out: &mut String,
-    backend: Backend,
-    columns: impl Iterator<Item = &'a str>,
-) {
+fn push_column_list<'a>(out: &mut String, backend: Backend, columns: impl Iterator<Item = &'a str>) {
     for (i, column) in columns.enumerate() {
         if i > 0 {
             out.push_str(", ");
@@ -143,17 +139,10 @@ impl Statements {
             .collect();
         match (backend, assignments.is_empty()) {
             (Backend::MySql, true) => {
-                let _ = write!(
-                    upsert,
-                    " ON DUPLICATE KEY UPDATE {quoted_key} = {quoted_key}"
-                );
+                let _ = write!(upsert, " ON DUPLICATE KEY UPDATE {quoted_key} = {quoted_key}");
             }
             (Backend::MySql, false) => {
-                let _ = write!(
-                    upsert,
-                    " ON DUPLICATE KEY UPDATE {}",
-                    assignments.join(", ")
-                );
+                let _ = write!(upsert, " ON DUPLICATE KEY UPDATE {}", assignments.join(", "));
             }
             (_, true) => {
                 let _ = write!(upsert, " ON CONFLICT ({quoted_key}) DO NOTHING");
@@ -269,9 +258,10 @@ mod tests {
             "INSERT INTO `accounts` (`owner`, `balance`) VALUES (?, ?)"
         );
         assert_eq!(s.delete, "DELETE FROM `accounts` WHERE `id` = ?");
-        assert!(s.upsert.ends_with(
-            "ON DUPLICATE KEY UPDATE `owner` = VALUES(`owner`), `balance` = VALUES(`balance`)"
-        ));
+        assert!(
+            s.upsert
+                .ends_with("ON DUPLICATE KEY UPDATE `owner` = VALUES(`owner`), `balance` = VALUES(`balance`)")
+        );
     }
 
     #[test]
@@ -285,9 +275,6 @@ mod tests {
             s.insert_generating_key,
             r#"INSERT INTO "accounts" DEFAULT VALUES RETURNING "id""#
         );
-        assert_eq!(
-            s.update,
-            r#"UPDATE "accounts" SET "id" = "id" WHERE "id" = ?"#
-        );
+        assert_eq!(s.update, r#"UPDATE "accounts" SET "id" = "id" WHERE "id" = ?"#);
     }
 }

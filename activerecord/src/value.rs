@@ -51,9 +51,7 @@ impl Arguments {
     /// Appends one value.
     pub fn add<V: Value + ?Sized>(&mut self, value: &V) -> Result<()> {
         let parameter = self.len() + 1;
-        value
-            .bind(self)
-            .map_err(|source| Error::Encode { parameter, source })
+        value.bind(self).map_err(|source| Error::Encode { parameter, source })
     }
 
     /// How many values have been added.
@@ -308,10 +306,7 @@ impl<V: Value + Sized> Value for Option<V> {
     }
 }
 
-fn column_decode(
-    index: usize,
-    source: impl std::error::Error + Send + Sync + 'static,
-) -> sqlx::Error {
+fn column_decode(index: usize, source: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
         index: format!("{index}"),
         source: Box::new(source),
@@ -353,9 +348,7 @@ mod tests {
     #[test]
     fn decimal_is_bound_as_text_on_sqlite() {
         let mut args = Arguments::new(Backend::Sqlite);
-        rust_decimal::Decimal::new(12345, 2)
-            .bind(&mut args)
-            .unwrap();
+        rust_decimal::Decimal::new(12345, 2).bind(&mut args).unwrap();
         assert_eq!(args.len(), 1);
     }
 

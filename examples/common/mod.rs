@@ -13,10 +13,7 @@ pub async fn connect(names: &[&str]) -> Result<Vec<Database>> {
             Ok(database) => database,
             Err(_) => {
                 std::fs::create_dir_all(&demo_dir).expect("create target/demo");
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    demo_dir.join(format!("{name}.db")).display()
-                );
+                let url = format!("sqlite://{}?mode=rwc", demo_dir.join(format!("{name}.db")).display());
                 ConnectionManager::configure(name, url).await?
             }
         };
@@ -34,6 +31,5 @@ pub async fn recreate_table(db: &Database, table: &str, columns: &str) -> Result
         Backend::MySql => "BIGINT AUTO_INCREMENT PRIMARY KEY",
     };
     db.execute(&format!("DROP TABLE IF EXISTS {table}")).await?;
-    db.execute(&format!("CREATE TABLE {table} (id {key}, {columns})"))
-        .await
+    db.execute(&format!("CREATE TABLE {table} (id {key}, {columns})")).await
 }

@@ -140,8 +140,8 @@ impl Ddl {
             ("TEXT", "JSONB", "JSON"),
         ];
         let names = [
-            "small", "medium", "big", "single", "double", "flag", "text", "bytes", "amount", "at",
-            "local_at", "day", "uid", "doc",
+            "small", "medium", "big", "single", "double", "flag", "text", "bytes", "amount", "at", "local_at", "day",
+            "uid", "doc",
         ];
         let pick = |t: &(&'static str, &'static str, &'static str)| match self.0 {
             Backend::Sqlite => t.0,
@@ -153,11 +153,7 @@ impl Ddl {
             columns.push(format!("{} {} NOT NULL", self.quote(name), pick(ty)));
         }
         for (name, ty) in names.iter().zip(&types) {
-            columns.push(format!(
-                "{} {}",
-                self.quote(&format!("maybe_{name}")),
-                pick(ty)
-            ));
+            columns.push(format!("{} {}", self.quote(&format!("maybe_{name}")), pick(ty)));
         }
         columns.push("label VARCHAR(50) NOT NULL".to_owned());
         format!("CREATE TABLE samples ({})", columns.join(", "))
@@ -253,9 +249,7 @@ impl Ddl {
 pub async fn bank(backend: Backend, name: &str, owners: &[&str]) -> (Database, Vec<i64>) {
     testkit::init_logging();
     let url = testkit::fresh_database(backend).await;
-    let db = ConnectionManager::configure(name, url.as_str())
-        .await
-        .unwrap();
+    let db = ConnectionManager::configure(name, url.as_str()).await.unwrap();
     let ddl = Ddl(backend);
     db.execute(&ddl.accounts()).await.unwrap();
     db.execute(&ddl.movements()).await.unwrap();
@@ -289,9 +283,10 @@ pub async fn assert_no_open_transactions(db: &Database) {
             }
             for conn in &mut conns {
                 // BEGIN fails inside an open transaction.
-                let tx = conn.begin().await.unwrap_or_else(|e| {
-                    panic!("{}: pooled connection in a transaction: {e}", db.name())
-                });
+                let tx = conn
+                    .begin()
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: pooled connection in a transaction: {e}", db.name()));
                 tx.rollback().await.unwrap();
             }
         }
@@ -305,11 +300,7 @@ pub async fn assert_no_open_transactions(db: &Database) {
                 // PostgreSQL refuses a SAVEPOINT outside a transaction block.
                 use sqlx::Executor;
                 let probe = conn.execute("SAVEPOINT activerecord_probe").await;
-                assert!(
-                    probe.is_err(),
-                    "{}: pooled connection in a transaction",
-                    db.name()
-                );
+                assert!(probe.is_err(), "{}: pooled connection in a transaction", db.name());
             }
         }
         Backend::MySql => {
@@ -339,11 +330,7 @@ pub async fn balance(db: &Database, id: i64) -> i64 {
 pub async fn assert_balances_match_movements(db: &Database, ids: &[i64]) {
     let movements = Movement::all(db).await.unwrap();
     for id in ids {
-        let moved: i64 = movements
-            .iter()
-            .filter(|m| m.account_id == *id)
-            .map(|m| m.amount)
-            .sum();
+        let moved: i64 = movements.iter().filter(|m| m.account_id == *id).map(|m| m.amount).sum();
         assert_eq!(
             balance(db, *id).await,
             100 + moved,

@@ -2,9 +2,7 @@
 //! `Using` and `Ambient` executors.
 
 use crate::common::{Account, Ddl, connect};
-use activerecord::{
-    ActiveRecord, Ambient, Backend, ConnectionManager, DatabaseConfig, Error, Model,
-};
+use activerecord::{ActiveRecord, Ambient, Backend, ConnectionManager, DatabaseConfig, Error, Model};
 use std::time::Duration;
 
 #[tokio::test]
@@ -22,9 +20,7 @@ async fn unknown_names_list_what_is_configured() {
     }
     assert!(err.to_string().contains("listed_a"), "{err}");
     // The same error comes from a `using` handle, when it is used.
-    let err = Account::count(&ConnectionManager::using("listed_b"))
-        .await
-        .unwrap_err();
+    let err = Account::count(&ConnectionManager::using("listed_b")).await.unwrap_err();
     assert!(matches!(err, Error::UnknownConnection { .. }), "{err:?}");
 }
 
@@ -35,9 +31,7 @@ async fn unsupported_schemes_name_the_connection() {
         .unwrap_err();
     match &err {
         Error::Configuration {
-            connection,
-            message,
-            ..
+            connection, message, ..
         } => {
             assert_eq!(connection, "oracle_db");
             assert!(message.contains("sqlite:, postgres:"), "{message}");
@@ -53,8 +47,7 @@ async fn unsupported_schemes_name_the_connection() {
 
 #[tokio::test]
 async fn unreachable_servers_never_show_the_password() {
-    let config = DatabaseConfig::new("postgres://app:hunter2@127.0.0.1:1/bank")
-        .acquire_timeout(Duration::from_secs(2));
+    let config = DatabaseConfig::new("postgres://app:hunter2@127.0.0.1:1/bank").acquire_timeout(Duration::from_secs(2));
     let err = ConnectionManager::configure_with("unreachable", config.clone())
         .await
         .unwrap_err();
@@ -122,9 +115,7 @@ async fn toml_files_configure_several_connections() {
         "[databases.bad]\nurl = \"sqlite::memory:\"\nmax_conections = 2\n",
     )
     .unwrap();
-    let err = ConnectionManager::configure_from_toml(&path)
-        .await
-        .unwrap_err();
+    let err = ConnectionManager::configure_from_toml(&path).await.unwrap_err();
     assert!(err.to_string().contains("max_conections"), "{err}");
     let err = ConnectionManager::configure_from_toml(dir.path().join("absent.toml"))
         .await
@@ -170,10 +161,7 @@ async fn ambient_uses_the_models_database() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        Account::find(&db, saved.id.unwrap()).await.unwrap().owner,
-        "amb"
-    );
+    assert_eq!(Account::find(&db, saved.id.unwrap()).await.unwrap().owner, "amb");
 
     let err = Account::count(&Ambient).await.unwrap_err();
     assert!(err.to_string().contains("names no database"), "{err}");

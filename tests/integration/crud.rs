@@ -1,8 +1,6 @@
 //! Create, read, update, delete: every supported type round-trips, keys come back, errors are typed.
 
-use crate::common::{
-    Account, Ddl, Sample, connect, full_sample, on_every_backend, sample_with_nulls,
-};
+use crate::common::{Account, Ddl, Sample, connect, full_sample, on_every_backend, sample_with_nulls};
 use activerecord::{ActiveRecord, Backend, ConstraintKind, Error, Model, Result, col};
 
 on_every_backend!(
@@ -42,13 +40,7 @@ async fn nulls_round_trip(backend: Backend) -> Result<()> {
     let sample = Sample::create(&db, sample_with_nulls()).await?;
     let loaded = Sample::find(&db, sample.id.unwrap()).await?;
     assert_eq!(loaded, sample);
-    assert_eq!(
-        Sample::query()
-            .filter(col("maybe_text").is_null())
-            .count(&db)
-            .await?,
-        1
-    );
+    assert_eq!(Sample::query().filter(col("maybe_text").is_null()).count(&db).await?, 1);
     Ok(())
 }
 
@@ -57,19 +49,12 @@ async fn update_writes_every_column(backend: Backend) -> Result<()> {
     db.execute(&Ddl(backend).samples()).await?;
     let mut sample = Sample::create(&db, full_sample()).await?;
     let nulls = sample_with_nulls();
-    sample = Sample {
-        id: sample.id,
-        ..nulls
-    };
+    sample = Sample { id: sample.id, ..nulls };
     sample.text = "changed".into();
     sample.big = 42;
     sample.save(&db).await?;
     assert_eq!(Sample::find(&db, sample.id.unwrap()).await?, sample);
-    assert_eq!(
-        Sample::count(&db).await?,
-        1,
-        "saving a loaded record updates it"
-    );
+    assert_eq!(Sample::count(&db).await?, 1, "saving a loaded record updates it");
     Ok(())
 }
 
@@ -89,10 +74,7 @@ async fn generated_keys_come_back_in_order(backend: Backend) -> Result<()> {
         .await?;
         ids.push(account.id.unwrap());
     }
-    assert!(
-        ids.windows(2).all(|w| w[0] < w[1]),
-        "keys increase: {ids:?}"
-    );
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "keys increase: {ids:?}");
     let all = Account::all(&db).await?;
     assert_eq!(all.iter().map(|a| a.id.unwrap()).collect::<Vec<_>>(), ids);
     Ok(())
@@ -151,14 +133,8 @@ async fn missing_rows_are_not_found(backend: Backend) -> Result<()> {
         owner: "ghost".into(),
         balance: 0,
     };
-    assert!(matches!(
-        ghost.update(&db).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        ghost.delete(&db).await,
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(ghost.update(&db).await, Err(Error::NotFound { .. })));
+    assert!(matches!(ghost.delete(&db).await, Err(Error::NotFound { .. })));
     assert_eq!(Account::find_by(&db, col("owner").eq("ghost")).await?, None);
     Ok(())
 }
@@ -199,11 +175,7 @@ async fn constraint_violations_are_typed(backend: Backend) -> Result<()> {
         std::error::Error::source(&err).is_some(),
         "the database's error is kept"
     );
-    assert_eq!(
-        Account::count(&db).await?,
-        1,
-        "the failed insert wrote nothing"
-    );
+    assert_eq!(Account::count(&db).await?, 1, "the failed insert wrote nothing");
     Ok(())
 }
 
@@ -275,10 +247,7 @@ async fn reload_and_delete(backend: Backend) -> Result<()> {
     assert_eq!(mine.balance, 99);
     mine.delete(&db).await?;
     assert_eq!(Account::count(&db).await?, 0);
-    assert!(matches!(
-        mine.reload(&db).await,
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(mine.reload(&db).await, Err(Error::NotFound { .. })));
     let unsaved = Account {
         id: None,
         owner: "new".into(),

@@ -13,10 +13,7 @@ fn run_example(name: &str, urls: &[(&str, &str)]) -> String {
         .args(["run", "--quiet", "--example", name])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     for (connection, url) in urls {
-        command.env(
-            format!("ACTIVERECORD_{}_URL", connection.to_uppercase()),
-            url,
-        );
+        command.env(format!("ACTIVERECORD_{}_URL", connection.to_uppercase()), url);
     }
     let output = command.output().expect("run cargo");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -33,10 +30,7 @@ async fn transfer_funds_on(first: Backend, second: Backend) {
         testkit::fresh_database(first).await,
         testkit::fresh_database(second).await,
     ];
-    let printed = run_example(
-        "transfer_funds",
-        &[("bank_db_1", &urls[0]), ("bank_db_2", &urls[1])],
-    );
+    let printed = run_example("transfer_funds", &[("bank_db_1", &urls[0]), ("bank_db_2", &urls[1])]);
     assert!(printed.contains("insufficient funds"), "{printed}");
     let label = format!("{first:?}_{second:?}").to_lowercase();
     let one = ConnectionManager::configure(&format!("ex_transfer_1_{label}"), urls[0].as_str())
@@ -76,20 +70,13 @@ async fn save_user_on(first: Backend, second: Backend) {
     );
     assert!(printed.contains("both databases rolled back"), "{printed}");
     for (i, url) in urls.iter().enumerate() {
-        let db = ConnectionManager::configure(
-            &format!("ex_user_{i}_{first:?}_{second:?}"),
-            url.as_str(),
-        )
-        .await
-        .unwrap();
+        let db = ConnectionManager::configure(&format!("ex_user_{i}_{first:?}_{second:?}"), url.as_str())
+            .await
+            .unwrap();
         let users: Vec<i64> = activerecord::fetch_column(&db, "SELECT COUNT(*) FROM t_user")
             .await
             .unwrap();
-        assert_eq!(
-            users,
-            [1],
-            "only the first saveUser left a user in database {i}"
-        );
+        assert_eq!(users, [1], "only the first saveUser left a user in database {i}");
     }
 }
 

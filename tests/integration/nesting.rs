@@ -1,9 +1,7 @@
 //! Scopes across databases (semantics.md, "Nesting" rules 2 to 5), on two SQLite files and on
 //! PostgreSQL + MariaDB together.
 
-use crate::common::{
-    Account, Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank,
-};
+use crate::common::{Account, Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank};
 use activerecord::{Backend, ConnectionManager, Database, Error, Model, Result, fetch_column};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -108,18 +106,8 @@ async fn transfer(from: &Bank, to: &Bank, amount: i64) -> Result<()> {
 }
 
 async fn assert_unchanged(one: &Bank, two: &Bank) {
-    assert_eq!(
-        balance(&one.db, one.account).await,
-        100,
-        "{} changed",
-        one.name
-    );
-    assert_eq!(
-        balance(&two.db, two.account).await,
-        100,
-        "{} changed",
-        two.name
-    );
+    assert_eq!(balance(&one.db, one.account).await, 100, "{} changed", one.name);
+    assert_eq!(balance(&two.db, two.account).await, 100, "{} changed", two.name);
     assert_eq!(
         Movement::count(&one.db).await.unwrap() + Movement::count(&two.db).await.unwrap(),
         0
@@ -162,10 +150,7 @@ async fn an_inner_failure_changes_nothing(first: Backend, second: Backend) -> Re
     Ok(())
 }
 
-async fn a_failure_after_the_inner_scope_changes_nothing(
-    first: Backend,
-    second: Backend,
-) -> Result<()> {
+async fn a_failure_after_the_inner_scope_changes_nothing(first: Backend, second: Backend) -> Result<()> {
     let (one, two) = two_banks(first, second, "nest_after").await;
     let err = ConnectionManager::using(&one.name)
         .transaction(async |tx| {
@@ -191,9 +176,7 @@ async fn a_failure_after_the_inner_scope_changes_nothing(
                     .await
                 })
                 .await?;
-            Err::<(), _>(Error::rejected(
-                "the outer body fails after the inner scope succeeded",
-            ))
+            Err::<(), _>(Error::rejected("the outer body fails after the inner scope succeeded"))
         })
         .await
         .unwrap_err();
@@ -217,10 +200,26 @@ async fn a_failed_second_commit_is_a_partial_commit(first: Backend, second: Back
     }
     let err = ConnectionManager::using(&one.name)
         .transaction(async |tx| {
-            Movement::create(tx, Movement { id: None, account_id: one.account, amount: -10 }).await?;
+            Movement::create(
+                tx,
+                Movement {
+                    id: None,
+                    account_id: one.account,
+                    amount: -10,
+                },
+            )
+            .await?;
             ConnectionManager::using(&two.name)
                 .transaction(async |tx| {
-                    Movement::create(tx, Movement { id: None, account_id: two.account, amount: 10 }).await?;
+                    Movement::create(
+                        tx,
+                        Movement {
+                            id: None,
+                            account_id: two.account,
+                            amount: 10,
+                        },
+                    )
+                    .await?;
                     if second == Backend::Sqlite {
                         tx.execute("INSERT INTO holds (account_id) VALUES (424242)").await?;
                     }
@@ -247,16 +246,9 @@ async fn a_failed_second_commit_is_a_partial_commit(first: Backend, second: Back
     assert_eq!(partial.committed, std::slice::from_ref(&one.name));
     assert_eq!(partial.failed, two.name);
     let message = err.to_string();
-    assert!(
-        message.contains(&one.name) && message.contains(&two.name),
-        "{message}"
-    );
+    assert!(message.contains(&one.name) && message.contains(&two.name), "{message}");
     assert!(message.contains("reconciliation"), "{message}");
-    assert_eq!(
-        Movement::count(&one.db).await?,
-        1,
-        "the first database committed"
-    );
+    assert_eq!(Movement::count(&one.db).await?, 1, "the first database committed");
     assert_eq!(Movement::count(&two.db).await?, 0, "the second did not");
     assert_no_open_transactions(&one.db).await;
     assert_no_open_transactions(&two.db).await;
@@ -337,11 +329,7 @@ async fn requires_new_commits_at_its_own_end(first: Backend, second: Backend) ->
             Err::<(), _>(Error::rejected("the outer scope fails"))
         })
         .await;
-    assert_eq!(
-        Movement::count(&one.db).await?,
-        0,
-        "the outer scope rolled back"
-    );
+    assert_eq!(Movement::count(&one.db).await?, 0, "the outer scope rolled back");
     assert_eq!(
         Movement::count(&two.db).await?,
         1,
@@ -388,11 +376,7 @@ async fn cancellation_leaves_no_open_transaction(first: Backend, second: Backend
             })
             .await
     });
-    assert!(
-        tokio::time::timeout(Duration::from_millis(100), parked)
-            .await
-            .is_err()
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(100), parked).await.is_err());
     // Dropped at points spread over a whole transfer, the final commits included.
     let full = {
         let started = std::time::Instant::now();
@@ -427,9 +411,7 @@ async fn concurrent_transfers_keep_the_total(first: Backend, second: Backend) ->
                         match transfer(&one, &two, amount).await {
                             Ok(()) => break,
                             Err(Error::Rejected(_)) => break,
-                            Err(e) if e.is_transient() => {
-                                tokio::time::sleep(Duration::from_millis(5)).await
-                            }
+                            Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(5)).await,
                             Err(e) => panic!("transfer failed: {e}"),
                         }
                     }

@@ -14,13 +14,7 @@ on_every_backend!(
 async fn bank(backend: Backend, label: &str) -> Result<Database> {
     let db = connect(backend, label).await;
     db.execute(&Ddl(backend).accounts()).await?;
-    for (owner, balance) in [
-        ("ann", 10),
-        ("bob", 20),
-        ("cy", 30),
-        ("dee", 40),
-        ("ed", 50),
-    ] {
+    for (owner, balance) in [("ann", 10), ("bob", 20), ("cy", 30), ("dee", 40), ("ed", 50)] {
         Account::create(
             &db,
             Account {
@@ -42,26 +36,17 @@ async fn owners(db: &Database, query: activerecord::Query<Account>) -> Result<Ve
 async fn every_operator_selects_the_right_rows(backend: Backend) -> Result<()> {
     let db = bank(backend, "operators").await?;
     let q = Account::query;
-    assert_eq!(
-        owners(&db, q().filter(col("balance").eq(30))).await?,
-        ["cy"]
-    );
+    assert_eq!(owners(&db, q().filter(col("balance").eq(30))).await?, ["cy"]);
     assert_eq!(
         owners(&db, q().filter(col("balance").ne(30))).await?,
         ["ann", "bob", "dee", "ed"]
     );
-    assert_eq!(
-        owners(&db, q().filter(col("balance").lt(30))).await?,
-        ["ann", "bob"]
-    );
+    assert_eq!(owners(&db, q().filter(col("balance").lt(30))).await?, ["ann", "bob"]);
     assert_eq!(
         owners(&db, q().filter(col("balance").le(30))).await?,
         ["ann", "bob", "cy"]
     );
-    assert_eq!(
-        owners(&db, q().filter(col("balance").gt(30))).await?,
-        ["dee", "ed"]
-    );
+    assert_eq!(owners(&db, q().filter(col("balance").gt(30))).await?, ["dee", "ed"]);
     assert_eq!(
         owners(&db, q().filter(col("balance").ge(30))).await?,
         ["cy", "dee", "ed"]
@@ -85,24 +70,14 @@ async fn every_operator_selects_the_right_rows(backend: Backend) -> Result<()> {
             .len(),
         5
     );
-    assert_eq!(
-        owners(&db, q().filter(col("owner").like("%d%"))).await?,
-        ["dee", "ed"]
-    );
+    assert_eq!(owners(&db, q().filter(col("owner").like("%d%"))).await?, ["dee", "ed"]);
     assert_eq!(
         owners(&db, q().filter(col("owner").is_null())).await?,
         Vec::<String>::new()
     );
-    assert_eq!(
-        owners(&db, q().filter(col("owner").is_not_null()))
-            .await?
-            .len(),
-        5
-    );
+    assert_eq!(owners(&db, q().filter(col("owner").is_not_null())).await?.len(), 5);
     // Conditions combine with AND.
-    let between = q()
-        .filter(col("balance").gt(10))
-        .filter(col("balance").lt(50));
+    let between = q().filter(col("balance").gt(10)).filter(col("balance").lt(50));
     assert_eq!(owners(&db, between).await?, ["bob", "cy", "dee"]);
     // A value that is an operator to SQL is only data here.
     assert!(
@@ -142,13 +117,7 @@ async fn ordering_and_paging(backend: Backend) -> Result<()> {
 async fn counts_exists_and_deletes(backend: Backend) -> Result<()> {
     let db = bank(backend, "counts").await?;
     assert_eq!(Account::count(&db).await?, 5);
-    assert_eq!(
-        Account::query()
-            .filter(col("balance").ge(20))
-            .count(&db)
-            .await?,
-        4
-    );
+    assert_eq!(Account::query().filter(col("balance").ge(20)).count(&db).await?, 4);
     assert_eq!(
         Account::query()
             .filter(col("balance").ge(20))
@@ -157,22 +126,9 @@ async fn counts_exists_and_deletes(backend: Backend) -> Result<()> {
             .await?,
         2
     );
-    assert!(
-        Account::query()
-            .filter(col("owner").eq("cy"))
-            .exists(&db)
-            .await?
-    );
-    assert!(
-        !Account::query()
-            .filter(col("owner").eq("zed"))
-            .exists(&db)
-            .await?
-    );
-    let deleted = Account::query()
-        .filter(col("balance").lt(30))
-        .delete_all(&db)
-        .await?;
+    assert!(Account::query().filter(col("owner").eq("cy")).exists(&db).await?);
+    assert!(!Account::query().filter(col("owner").eq("zed")).exists(&db).await?);
+    let deleted = Account::query().filter(col("balance").lt(30)).delete_all(&db).await?;
     assert_eq!(deleted, 2);
     assert_eq!(owners(&db, Account::query()).await?, ["cy", "dee", "ed"]);
     Ok(())

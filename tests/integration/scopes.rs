@@ -1,12 +1,8 @@
 //! Local scopes on one database (semantics.md, "Local scopes" and "Nesting" rule 1), on every
 //! backend.
 
-use crate::common::{
-    Account, Movement, assert_no_open_transactions, balance, bank, on_every_backend,
-};
-use activerecord::{
-    Ambient, Backend, ConnectionManager, Error, Isolation, Model, Result, col, fetch_column,
-};
+use crate::common::{Account, Movement, assert_no_open_transactions, balance, bank, on_every_backend};
+use activerecord::{Ambient, Backend, ConnectionManager, Error, Isolation, Model, Result, col, fetch_column};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,10 +134,7 @@ async fn savepoint_rollback_is_survived_by_the_outer_scope(backend: Backend) -> 
                     .await
                 })
                 .await;
-            assert!(
-                matches!(inner, Err(Error::ConstraintViolation { .. })),
-                "{inner:?}"
-            );
+            assert!(matches!(inner, Err(Error::ConstraintViolation { .. })), "{inner:?}");
             // The outer scope goes on after handling the error.
             Movement::create(
                 tx,
@@ -155,16 +148,8 @@ async fn savepoint_rollback_is_survived_by_the_outer_scope(backend: Backend) -> 
             Ok::<_, Error>(())
         })
         .await?;
-    let amounts: Vec<i64> = Movement::all(&db)
-        .await?
-        .into_iter()
-        .map(|m| m.amount)
-        .collect();
-    assert_eq!(
-        amounts,
-        [1, 3],
-        "the savepoint's work is undone, the rest commits"
-    );
+    let amounts: Vec<i64> = Movement::all(&db).await?.into_iter().map(|m| m.amount).collect();
+    assert_eq!(amounts, [1, 3], "the savepoint's work is undone, the rest commits");
     assert_no_open_transactions(&db).await;
     Ok(())
 }
@@ -268,9 +253,7 @@ async fn isolation_is_applied(backend: Backend) -> Result<()> {
             )
             .await?;
             match backend {
-                Backend::Postgres => {
-                    fetch_column::<String, _>(tx, "SHOW transaction_isolation").await
-                }
+                Backend::Postgres => fetch_column::<String, _>(tx, "SHOW transaction_isolation").await,
                 Backend::MySql => {
                     fetch_column::<String, _>(
                         tx,
@@ -284,10 +267,7 @@ async fn isolation_is_applied(backend: Backend) -> Result<()> {
             }
         })
         .await?;
-    assert_eq!(
-        level.first().map(|l| l.to_lowercase()),
-        Some("serializable".to_owned())
-    );
+    assert_eq!(level.first().map(|l| l.to_lowercase()), Some("serializable".to_owned()));
     assert_no_open_transactions(&db).await;
     Ok(())
 }
@@ -333,11 +313,7 @@ async fn calls_without_a_handle_use_the_scope(backend: Backend) -> Result<()> {
                 55,
                 "`using` sees the scope's write"
             );
-            assert_eq!(
-                balance(&db, ids[0]).await,
-                100,
-                "the pool, outside the scope, does not"
-            );
+            assert_eq!(balance(&db, ids[0]).await, 100, "the pool, outside the scope, does not");
             Ok::<_, Error>(())
         })
         .await?;
@@ -347,11 +323,7 @@ async fn calls_without_a_handle_use_the_scope(backend: Backend) -> Result<()> {
         Account::count(&Ambient).await,
         Err(Error::Configuration { .. })
     ));
-    assert_eq!(
-        Account::count(&using).await?,
-        1,
-        "`using` outside a scope is the pool"
-    );
+    assert_eq!(Account::count(&using).await?, 1, "`using` outside a scope is the pool");
     Ok(())
 }
 
@@ -394,10 +366,7 @@ async fn hooks_run_once_after_the_outcome(backend: Backend) -> Result<()> {
             .await
         })
         .await?;
-    assert_eq!(
-        *events.lock().unwrap(),
-        ["outer committed", "inner committed"]
-    );
+    assert_eq!(*events.lock().unwrap(), ["outer committed", "inner committed"]);
 
     events.lock().unwrap().clear();
     let _ = ConnectionManager::using(&name)
@@ -432,9 +401,8 @@ async fn scopes_run_inside_spawned_tasks(backend: Backend) -> Result<()> {
                         )
                         .await?;
                         // Work spawned from inside a scope does not run in it.
-                        let outside = tokio::spawn(async move {
-                            Movement::count(&ConnectionManager::using(&name)).await
-                        });
+                        let outside =
+                            tokio::spawn(async move { Movement::count(&ConnectionManager::using(&name)).await });
                         let _ = outside.await.unwrap();
                         Ok::<_, Error>(())
                     })
@@ -445,13 +413,7 @@ async fn scopes_run_inside_spawned_tasks(backend: Backend) -> Result<()> {
     for handle in handles {
         handle.await.unwrap()?;
     }
-    assert_eq!(
-        Movement::query()
-            .filter(col("account_id").eq(id))
-            .count(&db)
-            .await?,
-        4
-    );
+    assert_eq!(Movement::query().filter(col("account_id").eq(id)).count(&db).await?, 4);
     assert_no_open_transactions(&db).await;
     Ok(())
 }

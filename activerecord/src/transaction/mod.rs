@@ -20,16 +20,19 @@
 //!   their database in the current task. The scopes of a task do not follow work into
 //!   `tokio::spawn`: a spawned task starts with none open, so its model calls run in autocommit.
 
-use crate::connection::{Backend, ConnectionManager, Database, Pool};
+mod participant;
+
+pub(crate) use participant::{Finish, Participant, PooledConnection};
+
+use crate::connection::{ConnectionManager, Database};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, Target, Using};
+use crate::two_phase::{BranchId, Coordinator};
 use futures_util::FutureExt;
-use sqlx::pool::PoolConnection;
-use sqlx::{MySql, Postgres, Sqlite};
 use std::borrow::Cow;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, resume_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -48,7 +51,7 @@ pub enum Isolation {
 }
 
 impl Isolation {
-    fn sql(self) -> &'static str {
+    pub(crate) fn sql(self) -> &'static str {
         match self {
             Isolation::ReadUncommitted => "READ UNCOMMITTED",
             Isolation::ReadCommitted => "READ COMMITTED",
@@ -61,10 +64,11 @@ impl Isolation {
 /// How a scope opens its transaction. Set through the builder methods of [`Using`].
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ScopeOptions {
-    isolation: Option<Isolation>,
-    read_only: bool,
+    pub(crate) isolation: Option<Isolation>,
+    pub(crate) read_only: bool,
     timeout: Option<Duration>,
     requires_new: bool,
+    pub(crate) two_phase: bool,
 }
 
 impl Using {
@@ -138,9 +142,7 @@ impl Using {
         match joined {
             None => self.run_root(body).await,
             Some(root) => match root.participant(&self.name) {
-                Some(participant) => {
-                    run_savepoint(root, participant, enclosing.as_ref(), &self.options, body).await
-                }
+                Some(participant) => run_savepoint(root, participant, enclosing.as_ref(), &self.options, body).await,
                 None => self.run_joined(root, enclosing.as_ref(), body).await,
             },
         }
@@ -153,9 +155,18 @@ impl Using {
         F: AsyncFnOnce(&mut Tx) -> Result<T, E>,
         E: From<Error>,
     {
-        let participant =
-            Participant::begin(ConnectionManager::get(&self.name)?, &self.options).await?;
-        let root = Arc::new(Root::new(participant.clone()));
+        let database = ConnectionManager::get(&self.name)?;
+        let two_phase = match self.options.two_phase {
+            true => {
+                let coordinator = Coordinator::installed()?;
+                let gtrid = coordinator.new_gtrid();
+                Some((coordinator, gtrid))
+            }
+            false => None,
+        };
+        let branch = two_phase.as_ref().map(|(_, gtrid)| BranchId::new(gtrid, 0));
+        let participant = Participant::begin(database, &self.options, branch).await?;
+        let root = Arc::new(Root::new(participant.clone(), two_phase));
         // A unit of work of its own: its frames' paths start afresh.
         let frame = Frame::new(root.clone(), participant, None);
         match run_body(frame, &self.options, body).await {
@@ -181,18 +192,13 @@ impl Using {
 
     /// A scope on a database the unit of work does not have open yet: begins there and joins the
     /// root, which commits it at its end. Its own failure rolls back only its own transaction.
-    async fn run_joined<F, T, E>(
-        &self,
-        root: Arc<Root>,
-        enclosing: Option<&Frame>,
-        body: F,
-    ) -> Result<T, E>
+    async fn run_joined<F, T, E>(&self, root: Arc<Root>, enclosing: Option<&Frame>, body: F) -> Result<T, E>
     where
         F: AsyncFnOnce(&mut Tx) -> Result<T, E>,
         E: From<Error>,
     {
         let participant =
-            Participant::begin(ConnectionManager::get(&self.name)?, &self.options).await?;
+            Participant::begin(ConnectionManager::get(&self.name)?, &self.options, root.next_branch()).await?;
         root.join(participant.clone());
         let frame = Frame::new(root.clone(), participant.clone(), enclosing);
         let frame_id = frame.id();
@@ -225,9 +231,7 @@ where
     let frame_id = frame.id();
     let outcome = run_body(frame, options, body).await;
     if matches!(outcome, BodyOutcome::Returned(Ok(_))) {
-        participant
-            .raw(&format!("RELEASE SAVEPOINT {savepoint}"))
-            .await?;
+        participant.raw(&format!("RELEASE SAVEPOINT {savepoint}")).await?;
     } else {
         root.discard_hooks(frame_id);
         participant.rollback_to(&savepoint).await?;
@@ -346,7 +350,7 @@ impl Tx {
 
 impl Executor for Tx {
     fn target(&self, _: Option<&'static str>) -> Result<Target<'_>> {
-        Ok(Target::Tx(Cow::Borrowed(&self.frame)))
+        Ok(Target::Tx(Cow::Borrowed(&self.frame.participant)))
     }
 }
 
@@ -404,9 +408,7 @@ impl Frame {
     fn new(root: Arc<Root>, participant: Arc<Participant>, enclosing: Option<&Frame>) -> Frame {
         let id = root.next_frame.fetch_add(1, Ordering::Relaxed);
         let path = match enclosing {
-            Some(parent) if Arc::ptr_eq(&parent.root, &root) => {
-                parent.path.iter().copied().chain([id]).collect()
-            }
+            Some(parent) if Arc::ptr_eq(&parent.root, &root) => parent.path.iter().copied().chain([id]).collect(),
             _ => Arc::from([id]),
         };
         Frame {
@@ -449,6 +451,10 @@ struct Hook {
 struct Root {
     /// Open transactions in the order they began; the outermost scope's own comes first.
     participants: Mutex<Vec<Arc<Participant>>>,
+    /// The coordinator and global transaction id, when the unit commits in two phases.
+    two_phase: Option<(Coordinator, String)>,
+    /// How many branches have begun (two-phase branch numbers are never reused).
+    branches: AtomicUsize,
     hooks: Mutex<Vec<Hook>>,
     next_frame: AtomicU64,
     /// Whether the outcome is known and its hooks have run.
@@ -458,9 +464,11 @@ struct Root {
 }
 
 impl Root {
-    fn new(first: Arc<Participant>) -> Root {
+    fn new(first: Arc<Participant>, two_phase: Option<(Coordinator, String)>) -> Root {
         Root {
             participants: Mutex::new(vec![first]),
+            two_phase,
+            branches: AtomicUsize::new(1),
             hooks: Mutex::new(Vec::new()),
             next_frame: AtomicU64::new(0),
             ended: AtomicBool::new(false),
@@ -469,10 +477,13 @@ impl Root {
     }
 
     fn participant(&self, database: &str) -> Option<Arc<Participant>> {
-        lock(&self.participants)
-            .iter()
-            .find(|p| p.name() == database)
-            .cloned()
+        lock(&self.participants).iter().find(|p| p.name() == database).cloned()
+    }
+
+    /// The two-phase branch of the next database to join, if the unit is two-phase.
+    fn next_branch(&self) -> Option<BranchId> {
+        let (_, gtrid) = self.two_phase.as_ref()?;
+        Some(BranchId::new(gtrid, self.branches.fetch_add(1, Ordering::Relaxed)))
     }
 
     fn join(&self, participant: Arc<Participant>) {
@@ -491,6 +502,19 @@ impl Root {
     /// one had already committed, the result is a partial commit.
     async fn commit_all(&self) -> Result<()> {
         let participants = std::mem::take(&mut *lock(&self.participants));
+        if let Some((coordinator, gtrid)) = &self.two_phase
+            && participants.len() > 1
+        {
+            let outcome = coordinator.commit(gtrid, &participants).await;
+            match &outcome {
+                // The decision is made but not every branch has committed: neither set of hooks
+                // describes that yet.
+                Err(Error::InDoubt { .. }) => self.ended.store(true, Ordering::SeqCst),
+                Err(_) => self.run_hooks(Outcome::RolledBack),
+                Ok(()) => {}
+            }
+            return outcome;
+        }
         *lock(&self.committed) = Some(Vec::new());
         for (i, participant) in participants.iter().enumerate() {
             if let Err(cause) = participant.finish(Finish::Commit).await {
@@ -566,182 +590,6 @@ impl Drop for Root {
                 );
             }
             _ => self.run_hooks(Outcome::RolledBack),
-        }
-    }
-}
-
-enum Finish {
-    Commit,
-    Rollback,
-}
-
-/// One database's open transaction within a unit of work.
-pub(crate) struct Participant {
-    pub(crate) database: Database,
-    read_only: bool,
-    /// The connection, while the transaction is open.
-    pub(crate) conn: tokio::sync::Mutex<Option<TxConnection>>,
-    /// Set when a statement failed on PostgreSQL, which then refuses every statement until a
-    /// rollback, and answers COMMIT by rolling back.
-    pub(crate) aborted: AtomicBool,
-    next_savepoint: AtomicU64,
-}
-
-impl Participant {
-    fn name(&self) -> &str {
-        self.database.name()
-    }
-
-    async fn begin(database: Database, options: &ScopeOptions) -> Result<Arc<Participant>> {
-        let mut conn = TxConnection::acquire(&database).await?;
-        for statement in begin_statements(database.backend(), options) {
-            conn.execute_text(&statement)
-                .await
-                .map_err(|e| Error::from_sqlx(database.name(), e))?;
-        }
-        Ok(Arc::new(Participant {
-            database,
-            read_only: options.read_only,
-            conn: tokio::sync::Mutex::new(Some(conn)),
-            aborted: AtomicBool::new(false),
-            next_savepoint: AtomicU64::new(1),
-        }))
-    }
-
-    /// Runs transaction-control SQL on the open transaction.
-    async fn raw(&self, sql: &str) -> Result<()> {
-        let mut slot = self.conn.lock().await;
-        let conn = slot.as_mut().ok_or_else(|| self.ended())?;
-        conn.execute_text(sql)
-            .await
-            .map_err(|e| Error::from_sqlx(self.name(), e))
-    }
-
-    async fn savepoint(&self) -> Result<String> {
-        let name = format!(
-            "activerecord_savepoint_{}",
-            self.next_savepoint.fetch_add(1, Ordering::Relaxed)
-        );
-        self.raw(&format!("SAVEPOINT {name}")).await?;
-        Ok(name)
-    }
-
-    /// Undoes the work since `savepoint`; on PostgreSQL this also makes a transaction that a
-    /// failed statement aborted usable again.
-    async fn rollback_to(&self, savepoint: &str) -> Result<()> {
-        self.raw(&format!("ROLLBACK TO SAVEPOINT {savepoint}"))
-            .await?;
-        self.aborted.store(false, Ordering::SeqCst);
-        self.raw(&format!("RELEASE SAVEPOINT {savepoint}")).await
-    }
-
-    /// Commits or rolls back, and gives the connection back to the pool only when that worked.
-    async fn finish(&self, how: Finish) -> Result<()> {
-        let mut slot = self.conn.lock().await;
-        let mut conn = slot.take().ok_or_else(|| self.ended())?;
-        if matches!(how, Finish::Commit) && self.aborted.load(Ordering::SeqCst) {
-            return Err(Error::Aborted {
-                connection: self.name().to_owned(),
-            });
-        }
-        let statement = match how {
-            Finish::Commit => "COMMIT",
-            Finish::Rollback => "ROLLBACK",
-        };
-        conn.execute_text(statement)
-            .await
-            .map_err(|e| Error::from_sqlx(self.name(), e))?;
-        if self.read_only && self.database.backend() == Backend::Sqlite {
-            conn.execute_text("PRAGMA query_only = OFF")
-                .await
-                .map_err(|e| Error::from_sqlx(self.name(), e))?;
-        }
-        conn.in_transaction = false;
-        Ok(())
-    }
-
-    fn ended(&self) -> Error {
-        Error::TransactionEnded {
-            connection: self.name().to_owned(),
-        }
-    }
-}
-
-fn begin_statements(backend: Backend, options: &ScopeOptions) -> Vec<String> {
-    let access = if options.read_only { " READ ONLY" } else { "" };
-    match backend {
-        // A deferred BEGIN that reads and then writes fails at once when another connection wrote
-        // in between (SQLITE_BUSY_SNAPSHOT); taking the write lock up front waits instead.
-        Backend::Sqlite if options.read_only => {
-            vec!["BEGIN DEFERRED".into(), "PRAGMA query_only = ON".into()]
-        }
-        Backend::Sqlite => vec!["BEGIN IMMEDIATE".into()],
-        Backend::Postgres => {
-            let isolation = options
-                .isolation
-                .map(|i| format!(" ISOLATION LEVEL {}", i.sql()))
-                .unwrap_or_default();
-            vec![format!("BEGIN{isolation}{access}")]
-        }
-        Backend::MySql => {
-            let mut statements = Vec::new();
-            if let Some(level) = options.isolation {
-                statements.push(format!("SET TRANSACTION ISOLATION LEVEL {}", level.sql()));
-            }
-            statements.push(format!("START TRANSACTION{access}"));
-            statements
-        }
-    }
-}
-
-/// A pooled connection that carries a transaction. Dropped while the transaction may still be open
-/// (its future cancelled, a commit or rollback failed), it is closed instead of going back to the
-/// pool, so that nobody reuses a connection inside someone else's transaction.
-pub(crate) struct TxConnection {
-    pub(crate) conn: PooledConnection,
-    /// True from before BEGIN is sent until COMMIT or ROLLBACK succeeded.
-    in_transaction: bool,
-}
-
-pub(crate) enum PooledConnection {
-    Sqlite(PoolConnection<Sqlite>),
-    Postgres(PoolConnection<Postgres>),
-    MySql(PoolConnection<MySql>),
-}
-
-impl TxConnection {
-    async fn acquire(database: &Database) -> Result<TxConnection> {
-        let conn = match database.pool() {
-            Pool::Sqlite(pool) => pool.acquire().await.map(PooledConnection::Sqlite),
-            Pool::Postgres(pool) => pool.acquire().await.map(PooledConnection::Postgres),
-            Pool::MySql(pool) => pool.acquire().await.map(PooledConnection::MySql),
-        }
-        .map_err(|e| Error::from_sqlx(database.name(), e))?;
-        Ok(TxConnection {
-            conn,
-            in_transaction: true,
-        })
-    }
-
-    async fn execute_text(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-        use sqlx::Executor as _;
-        let sql = sqlx::AssertSqlSafe(sql);
-        match &mut self.conn {
-            PooledConnection::Sqlite(c) => c.execute(sql).await.map(drop),
-            PooledConnection::Postgres(c) => c.execute(sql).await.map(drop),
-            PooledConnection::MySql(c) => c.execute(sql).await.map(drop),
-        }
-    }
-}
-
-impl Drop for TxConnection {
-    fn drop(&mut self) {
-        if self.in_transaction {
-            match &mut self.conn {
-                PooledConnection::Sqlite(c) => c.close_on_drop(),
-                PooledConnection::Postgres(c) => c.close_on_drop(),
-                PooledConnection::MySql(c) => c.close_on_drop(),
-            }
         }
     }
 }

@@ -1,0 +1,293 @@
+//! One database's open transaction within a unit of work: how it begins, nests savepoints, takes
+//! part in two-phase commit as a branch, and ends; and the connection guard that closes a
+//! connection rather than pool it with a transaction open.
+
+use super::ScopeOptions;
+use crate::connection::{Backend, Database, Pool};
+use crate::error::{Error, Result};
+use crate::two_phase::BranchId;
+use sqlx::pool::PoolConnection;
+use sqlx::{MySql, Postgres, Sqlite};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// How a transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    Commit,
+    Rollback,
+}
+
+/// One database's open transaction within a unit of work.
+#[doc(hidden)]
+pub struct Participant {
+    pub(crate) database: Database,
+    read_only: bool,
+    /// The connection, while the transaction is open.
+    pub(crate) conn: tokio::sync::Mutex<Option<TxConnection>>,
+    /// Set when a statement failed on PostgreSQL, which then refuses every statement until a
+    /// rollback, and answers COMMIT (and PREPARE TRANSACTION) by rolling back.
+    pub(crate) aborted: AtomicBool,
+    next_savepoint: AtomicU64,
+    /// The branch id, when the transaction takes part in two-phase commit.
+    branch: Option<BranchId>,
+    /// Whether the branch has been prepared (phase one done).
+    prepared: AtomicBool,
+}
+
+impl std::fmt::Debug for Participant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Participant")
+            .field("connection", &self.name())
+            .field("branch", &self.branch)
+            .finish()
+    }
+}
+
+impl Participant {
+    pub(crate) fn name(&self) -> &str {
+        self.database.name()
+    }
+
+    pub(crate) fn branch(&self) -> Option<&BranchId> {
+        self.branch.as_ref()
+    }
+
+    /// Opens a transaction on `database`; with a `branch`, one that can be prepared.
+    pub(crate) async fn begin(
+        database: Database,
+        options: &ScopeOptions,
+        branch: Option<BranchId>,
+    ) -> Result<Arc<Participant>> {
+        if branch.is_some() && database.backend() == Backend::Sqlite {
+            return Err(Error::Configuration {
+                connection: database.name().to_owned(),
+                message: "SQLite cannot prepare a transaction, so it cannot take part in two-phase commit; \
+                          use PostgreSQL or MySQL/MariaDB for every database of a two-phase scope, or a \
+                          best-effort scope"
+                    .to_owned(),
+                source: None,
+            });
+        }
+        let mut conn = TxConnection::acquire(&database).await?;
+        for statement in begin_statements(database.backend(), options, branch.as_ref()) {
+            conn.execute_text(&statement)
+                .await
+                .map_err(|e| Error::from_sqlx(database.name(), e))?;
+        }
+        Ok(Arc::new(Participant {
+            database,
+            read_only: options.read_only,
+            conn: tokio::sync::Mutex::new(Some(conn)),
+            aborted: AtomicBool::new(false),
+            next_savepoint: AtomicU64::new(1),
+            branch,
+            prepared: AtomicBool::new(false),
+        }))
+    }
+
+    /// Runs transaction-control SQL on the open transaction.
+    pub(crate) async fn raw(&self, sql: &str) -> Result<()> {
+        let mut slot = self.conn.lock().await;
+        let conn = slot.as_mut().ok_or_else(|| self.ended())?;
+        conn.execute_text(sql)
+            .await
+            .map_err(|e| Error::from_sqlx(self.name(), e))
+    }
+
+    pub(crate) async fn savepoint(&self) -> Result<String> {
+        let name = format!(
+            "activerecord_savepoint_{}",
+            self.next_savepoint.fetch_add(1, Ordering::Relaxed)
+        );
+        self.raw(&format!("SAVEPOINT {name}")).await?;
+        Ok(name)
+    }
+
+    /// Undoes the work since `savepoint`; on PostgreSQL this also makes a transaction that a
+    /// failed statement aborted usable again.
+    pub(crate) async fn rollback_to(&self, savepoint: &str) -> Result<()> {
+        self.raw(&format!("ROLLBACK TO SAVEPOINT {savepoint}")).await?;
+        self.aborted.store(false, Ordering::SeqCst);
+        self.raw(&format!("RELEASE SAVEPOINT {savepoint}")).await
+    }
+
+    /// Phase one of two-phase commit: makes the branch durable and able to commit later, from any
+    /// connection, even after a crash.
+    pub(crate) async fn prepare(&self) -> Result<()> {
+        let branch = self.branch.as_ref().expect("only two-phase branches are prepared");
+        if self.aborted.load(Ordering::SeqCst) {
+            return Err(Error::Aborted {
+                connection: self.name().to_owned(),
+            });
+        }
+        let mut slot = self.conn.lock().await;
+        let conn = slot.as_mut().ok_or_else(|| self.ended())?;
+        let error = |e| Error::from_sqlx(self.name(), e);
+        match &mut conn.conn {
+            PooledConnection::Postgres(c) => {
+                let gid = branch.postgres_gid();
+                use sqlx::Executor as _;
+                c.execute(sqlx::AssertSqlSafe(format!("PREPARE TRANSACTION '{gid}'")))
+                    .await
+                    .map_err(error)?;
+                // PREPARE TRANSACTION in an aborted transaction answers OK and prepares nothing:
+                // check that the branch exists.
+                let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_prepared_xacts WHERE gid = $1")
+                    .bind(&gid)
+                    .fetch_one(&mut **c)
+                    .await
+                    .map_err(error)?;
+                if found != 1 {
+                    return Err(Error::Aborted {
+                        connection: self.name().to_owned(),
+                    });
+                }
+                // The prepared transaction lives on in the server; the session is free again.
+                conn.in_transaction = false;
+            }
+            PooledConnection::MySql(_) => {
+                let xid = branch.xa_xid();
+                conn.execute_text(&format!("XA END {xid}")).await.map_err(error)?;
+                conn.execute_text(&format!("XA PREPARE {xid}")).await.map_err(error)?;
+            }
+            PooledConnection::Sqlite(_) => unreachable!("SQLite branches are refused at begin"),
+        }
+        self.prepared.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Commits or rolls back (a prepared branch: phase two), and gives the connection back to the
+    /// pool only when that worked.
+    pub(crate) async fn finish(&self, how: Finish) -> Result<()> {
+        let mut slot = self.conn.lock().await;
+        let mut conn = slot.take().ok_or_else(|| self.ended())?;
+        if how == Finish::Commit && self.aborted.load(Ordering::SeqCst) {
+            return Err(Error::Aborted {
+                connection: self.name().to_owned(),
+            });
+        }
+        for statement in self.finish_statements(how) {
+            conn.execute_text(&statement)
+                .await
+                .map_err(|e| Error::from_sqlx(self.name(), e))?;
+        }
+        if self.read_only && self.database.backend() == Backend::Sqlite {
+            conn.execute_text("PRAGMA query_only = OFF")
+                .await
+                .map_err(|e| Error::from_sqlx(self.name(), e))?;
+        }
+        conn.in_transaction = false;
+        Ok(())
+    }
+
+    fn finish_statements(&self, how: Finish) -> Vec<String> {
+        let prepared = self.prepared.load(Ordering::SeqCst);
+        let verb = match how {
+            Finish::Commit => "COMMIT",
+            Finish::Rollback => "ROLLBACK",
+        };
+        match (self.database.backend(), &self.branch) {
+            (Backend::Postgres, Some(branch)) if prepared => {
+                vec![format!("{verb} PREPARED '{}'", branch.postgres_gid())]
+            }
+            (Backend::MySql, Some(branch)) => {
+                let xid = branch.xa_xid();
+                match (prepared, how) {
+                    (true, _) => vec![format!("XA {verb} {xid}")],
+                    // Not prepared (phase one failed elsewhere, or the only branch): one phase.
+                    (false, Finish::Commit) => vec![format!("XA END {xid}"), format!("XA COMMIT {xid} ONE PHASE")],
+                    (false, Finish::Rollback) => vec![format!("XA END {xid}"), format!("XA ROLLBACK {xid}")],
+                }
+            }
+            _ => vec![verb.to_owned()],
+        }
+    }
+
+    fn ended(&self) -> Error {
+        Error::TransactionEnded {
+            connection: self.name().to_owned(),
+        }
+    }
+}
+
+fn begin_statements(backend: Backend, options: &ScopeOptions, branch: Option<&BranchId>) -> Vec<String> {
+    let access = if options.read_only { " READ ONLY" } else { "" };
+    match backend {
+        // A deferred BEGIN that reads and then writes fails at once when another connection wrote
+        // in between (SQLITE_BUSY_SNAPSHOT); taking the write lock up front waits instead.
+        Backend::Sqlite if options.read_only => vec!["BEGIN DEFERRED".into(), "PRAGMA query_only = ON".into()],
+        Backend::Sqlite => vec!["BEGIN IMMEDIATE".into()],
+        Backend::Postgres => {
+            let isolation = options
+                .isolation
+                .map(|i| format!(" ISOLATION LEVEL {}", i.sql()))
+                .unwrap_or_default();
+            vec![format!("BEGIN{isolation}{access}")]
+        }
+        Backend::MySql => {
+            let mut statements = Vec::new();
+            if let Some(level) = options.isolation {
+                statements.push(format!("SET TRANSACTION ISOLATION LEVEL {}", level.sql()));
+            }
+            match branch {
+                Some(branch) => statements.push(format!("XA START {}", branch.xa_xid())),
+                None => statements.push(format!("START TRANSACTION{access}")),
+            }
+            statements
+        }
+    }
+}
+
+/// A pooled connection that carries a transaction. Dropped while the transaction may still be open
+/// (its future cancelled, a commit or rollback failed), it is closed instead of going back to the
+/// pool, so that nobody reuses a connection inside someone else's transaction.
+pub(crate) struct TxConnection {
+    pub(crate) conn: PooledConnection,
+    /// True from before BEGIN is sent until COMMIT or ROLLBACK succeeded.
+    in_transaction: bool,
+}
+
+pub(crate) enum PooledConnection {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+    MySql(PoolConnection<MySql>),
+}
+
+impl TxConnection {
+    async fn acquire(database: &Database) -> Result<TxConnection> {
+        let conn = match database.pool() {
+            Pool::Sqlite(pool) => pool.acquire().await.map(PooledConnection::Sqlite),
+            Pool::Postgres(pool) => pool.acquire().await.map(PooledConnection::Postgres),
+            Pool::MySql(pool) => pool.acquire().await.map(PooledConnection::MySql),
+        }
+        .map_err(|e| Error::from_sqlx(database.name(), e))?;
+        Ok(TxConnection {
+            conn,
+            in_transaction: true,
+        })
+    }
+
+    /// Runs SQL text, through the text protocol (XA statements cannot be prepared statements).
+    async fn execute_text(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        use sqlx::Executor as _;
+        let sql = sqlx::AssertSqlSafe(sql);
+        match &mut self.conn {
+            PooledConnection::Sqlite(c) => c.execute(sql).await.map(drop),
+            PooledConnection::Postgres(c) => c.execute(sql).await.map(drop),
+            PooledConnection::MySql(c) => c.execute(sql).await.map(drop),
+        }
+    }
+}
+
+impl Drop for TxConnection {
+    fn drop(&mut self) {
+        if self.in_transaction {
+            match &mut self.conn {
+                PooledConnection::Sqlite(c) => c.close_on_drop(),
+                PooledConnection::Postgres(c) => c.close_on_drop(),
+                PooledConnection::MySql(c) => c.close_on_drop(),
+            }
+        }
+    }
+}

@@ -1,0 +1,744 @@
+//! Two-phase commit across PostgreSQL (`PREPARE TRANSACTION`) and MySQL/MariaDB (`XA`), with a
+//! durable decision log and recovery.
+//!
+//! The same nested-scope code becomes atomic across databases when its outermost scope is opened
+//! with [`Using::two_phase`]: at its end every database's transaction is *prepared*, the commit
+//! decision is written to the coordinator's log, then each is committed. A crash at any point is
+//! resolved by [`Coordinator::recover`]: a branch whose decision is in the log is committed, any
+//! other is rolled back ("presumed abort"), but only once it is older than the grace period, so
+//! that a transaction still in flight in another process is never touched. Recovery only touches
+//! branches whose id names this coordinator, and is safe to run twice or from two processes.
+//!
+//! SQLite cannot prepare a transaction: a two-phase scope that reaches a SQLite database fails
+//! before anything commits.
+//!
+//! The DB-API style of the Python guide is here too: [`Database::tpc_begin`] and the
+//! [`TpcTransaction`] it returns.
+
+use crate::ActiveRecord;
+use crate::connection::{Backend, Database, DatabaseConfig};
+use crate::error::{Error, Result};
+use crate::executor::{Executor, Target, Using};
+use crate::model::Model;
+use crate::query::col;
+use crate::transaction::{Finish, Participant, ScopeOptions};
+use crate::value::Json;
+use arc_swap::ArcSwapOption;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The prefix of every global transaction id this crate writes.
+const PREFIX: &str = "ar";
+
+/// The longest coordinator name: ids must fit XA's 64-byte gtrid.
+const MAX_NAME: usize = 24;
+
+/// The id of one branch (one database's transaction) of a global transaction:
+/// `ar-<coordinator>-<created, ms, hex>-<random, hex>` plus the branch number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BranchId {
+    gtrid: String,
+    branch: usize,
+}
+
+impl BranchId {
+    /// Branch number `branch` of global transaction `gtrid`.
+    pub(crate) fn new(gtrid: &str, branch: usize) -> BranchId {
+        BranchId {
+            gtrid: gtrid.to_owned(),
+            branch,
+        }
+    }
+
+    /// The PostgreSQL gid (one per branch, unique in the cluster).
+    pub(crate) fn postgres_gid(&self) -> String {
+        format!("{}-{}", self.gtrid, self.branch)
+    }
+
+    /// The XA xid literal: `'gtrid','bqual'`.
+    pub(crate) fn xa_xid(&self) -> String {
+        format!("'{}','{}'", self.gtrid, self.branch)
+    }
+}
+
+/// A new global transaction id for `coordinator`.
+fn new_gtrid(coordinator: &str) -> String {
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let random = uuid::Uuid::new_v4().as_u128() as u32;
+    format!("{PREFIX}-{coordinator}-{created:x}-{random:08x}")
+}
+
+/// Checks an id before it is written into SQL (neither `PREPARE TRANSACTION` nor `XA` takes a bind
+/// parameter): only ASCII letters, digits, `-` and `_`, and short enough for both backends.
+fn validate_id(id: &str) -> Result<&str> {
+    let valid =
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(id)
+    } else {
+        Err(Error::Configuration {
+            connection: "(two-phase)".to_owned(),
+            message: format!("invalid transaction id {id:?}: use 1 to 64 ASCII letters, digits, '-' or '_'"),
+            source: None,
+        })
+    }
+}
+
+/// When a gtrid of `coordinator` was created, or `None` if it is not one of its ids.
+fn created_at(coordinator: &str, gtrid: &str) -> Option<SystemTime> {
+    let rest = gtrid
+        .strip_prefix(PREFIX)?
+        .strip_prefix('-')?
+        .strip_prefix(coordinator)?
+        .strip_prefix('-')?;
+    let (millis, random) = rest.split_once('-')?;
+    if random.len() != 8 || random.contains('-') {
+        return None;
+    }
+    let millis = u64::from_str_radix(millis, 16).ok()?;
+    Some(UNIX_EPOCH + Duration::from_millis(millis))
+}
+
+/// A step of the two-phase protocol, reported to [`CoordinatorConfig::on_step`] as it completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Every branch is prepared.
+    Prepared {
+        /// The global transaction id.
+        gtrid: String,
+    },
+    /// The commit decision is durable in the log.
+    DecisionLogged {
+        /// The global transaction id.
+        gtrid: String,
+    },
+    /// One branch committed.
+    BranchCommitted {
+        /// The global transaction id.
+        gtrid: String,
+        /// The branch's connection name.
+        connection: String,
+    },
+    /// Every branch committed and the decision was removed from the log.
+    Done {
+        /// The global transaction id.
+        gtrid: String,
+    },
+}
+
+type Observer = Arc<dyn Fn(&Step) + Send + Sync>;
+
+/// Where the coordinator keeps its decisions.
+#[derive(Debug, Clone)]
+enum LogLocation {
+    SqliteFile(PathBuf),
+    Connection(String),
+}
+
+/// How to set up the [`Coordinator`].
+///
+/// ```
+/// use activerecord::two_phase::CoordinatorConfig;
+/// use std::time::Duration;
+///
+/// let config = CoordinatorConfig::new("billing")
+///     .log_in_connection("ledger_db")
+///     .grace_period(Duration::from_secs(60));
+/// # let _ = config;
+/// ```
+#[derive(Clone)]
+pub struct CoordinatorConfig {
+    name: String,
+    log: LogLocation,
+    grace_period: Duration,
+    recover_at_start: bool,
+    observer: Option<Observer>,
+}
+
+impl fmt::Debug for CoordinatorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoordinatorConfig")
+            .field("name", &self.name)
+            .field("log", &self.log)
+            .field("grace_period", &self.grace_period)
+            .field("recover_at_start", &self.recover_at_start)
+            .finish()
+    }
+}
+
+impl CoordinatorConfig {
+    /// A coordinator named `name` (1 to 24 ASCII letters, digits or `_`; every process that shares
+    /// the log and the databases uses the same name). By default its log is the SQLite file
+    /// `activerecord-2pc-<name>.db` in the working directory, the grace period is 300 s, and
+    /// recovery runs when it is installed.
+    pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
+        CoordinatorConfig {
+            log: LogLocation::SqliteFile(PathBuf::from(format!("activerecord-2pc-{name}.db"))),
+            name,
+            grace_period: Duration::from_secs(300),
+            recover_at_start: true,
+            observer: None,
+        }
+    }
+
+    /// Keeps the log in a SQLite file at `path`.
+    pub fn log_in_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.log = LogLocation::SqliteFile(path.into());
+        self
+    }
+
+    /// Keeps the log in a table (`activerecord_two_phase_log`) of the configured connection `name`.
+    pub fn log_in_connection(mut self, name: impl Into<String>) -> Self {
+        self.log = LogLocation::Connection(name.into());
+        self
+    }
+
+    /// How old a prepared branch with no decision must be before recovery rolls it back.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = grace;
+        self
+    }
+
+    /// Whether [`Coordinator::install`] runs recovery (default true).
+    pub fn recover_at_start(mut self, recover: bool) -> Self {
+        self.recover_at_start = recover;
+        self
+    }
+
+    /// Calls `observer` after each step of the protocol (for metrics, logs, or tests that stop a
+    /// process at an exact point).
+    pub fn on_step(mut self, observer: impl Fn(&Step) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+}
+
+/// One commit decision: present in the log means "commit".
+#[derive(ActiveRecord, Debug, Clone)]
+#[activerecord(table = "activerecord_two_phase_log")]
+struct Decision {
+    #[activerecord(primary_key)]
+    gtrid: String,
+    coordinator: String,
+    branches: Json<Vec<BranchRecord>>,
+    decided_at: i64,
+}
+
+/// A branch as the log records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct BranchRecord {
+    connection: String,
+    branch: usize,
+}
+
+/// The two-phase commit coordinator: its name, its decision log, and recovery.
+///
+/// Install one at start-up with [`Coordinator::install`]; [`Using::two_phase`] scopes use it.
+#[derive(Clone)]
+pub struct Coordinator {
+    inner: Arc<CoordinatorInner>,
+}
+
+struct CoordinatorInner {
+    name: String,
+    log: Database,
+    grace_period: Duration,
+    observer: Option<Observer>,
+}
+
+impl fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("name", &self.inner.name)
+            .field("log", &self.inner.log.name())
+            .field("grace_period", &self.inner.grace_period)
+            .finish()
+    }
+}
+
+static INSTALLED: LazyLock<ArcSwapOption<CoordinatorInner>> = LazyLock::new(ArcSwapOption::empty);
+
+impl Coordinator {
+    /// Opens the log (creating its table), runs recovery unless turned off, and makes this the
+    /// coordinator of every two-phase scope of the process.
+    pub async fn install(config: CoordinatorConfig) -> Result<(Coordinator, RecoveryReport)> {
+        let name_ok = !config.name.is_empty()
+            && config.name.len() <= MAX_NAME
+            && config.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !name_ok {
+            return Err(Error::Configuration {
+                connection: "(two-phase)".to_owned(),
+                message: format!(
+                    "invalid coordinator name {:?}: use 1 to {MAX_NAME} ASCII letters, digits or '_'",
+                    config.name
+                ),
+                source: None,
+            });
+        }
+        let log = match &config.log {
+            LogLocation::Connection(name) => crate::ConnectionManager::get(name)?,
+            LogLocation::SqliteFile(path) => {
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                Database::open(&format!("two_phase_log_{}", config.name), &DatabaseConfig::new(url)).await?
+            }
+        };
+        let branches_type = match log.backend() {
+            Backend::Postgres => "JSONB",
+            Backend::Sqlite | Backend::MySql => "TEXT",
+        };
+        log.execute(&format!(
+            "CREATE TABLE IF NOT EXISTS activerecord_two_phase_log (gtrid VARCHAR(64) PRIMARY KEY, \
+             coordinator VARCHAR(64) NOT NULL, branches {branches_type} NOT NULL, decided_at BIGINT NOT NULL)"
+        ))
+        .await?;
+        let coordinator = Coordinator {
+            inner: Arc::new(CoordinatorInner {
+                name: config.name,
+                log,
+                grace_period: config.grace_period,
+                observer: config.observer,
+            }),
+        };
+        let report = if config.recover_at_start {
+            coordinator.recover().await?
+        } else {
+            RecoveryReport::default()
+        };
+        INSTALLED.store(Some(coordinator.inner.clone()));
+        Ok((coordinator, report))
+    }
+
+    /// The installed coordinator.
+    pub fn installed() -> Result<Coordinator> {
+        INSTALLED
+            .load_full()
+            .map(|inner| Coordinator { inner })
+            .ok_or_else(|| Error::Configuration {
+                connection: "(two-phase)".to_owned(),
+                message: "no two-phase coordinator is installed: call \
+                      activerecord::two_phase::Coordinator::install(CoordinatorConfig::new(\"app\")) at start-up"
+                    .to_owned(),
+                source: None,
+            })
+    }
+
+    /// The coordinator's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn observe(&self, step: Step) {
+        if let Some(observer) = &self.inner.observer {
+            observer(&step);
+        }
+    }
+
+    /// A new global transaction id of this coordinator.
+    pub(crate) fn new_gtrid(&self) -> String {
+        new_gtrid(&self.inner.name)
+    }
+
+    /// Commits the branches of one global transaction: prepare all, log the decision, commit
+    /// each. Any failure before the decision is durable rolls every branch back.
+    pub(crate) async fn commit(&self, gtrid: &str, branches: &[Arc<Participant>]) -> Result<()> {
+        for (i, participant) in branches.iter().enumerate() {
+            if let Err(cause) = participant.prepare().await {
+                rollback_each(&branches[..i + 1], &branches[i + 1..]).await;
+                return Err(cause);
+            }
+        }
+        self.observe(Step::Prepared {
+            gtrid: gtrid.to_owned(),
+        });
+
+        let decision = Decision {
+            gtrid: gtrid.to_owned(),
+            coordinator: self.inner.name.clone(),
+            branches: Json(
+                branches
+                    .iter()
+                    .map(|p| BranchRecord {
+                        connection: p.name().to_owned(),
+                        branch: p.branch().map_or(0, |b| b.branch),
+                    })
+                    .collect(),
+            ),
+            decided_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as i64,
+        };
+        if let Err(cause) = Decision::create(&self.inner.log, decision).await {
+            // The write may have reached the log even though it reported an error: ask.
+            match Decision::query()
+                .filter(col("gtrid").eq(gtrid))
+                .exists(&self.inner.log)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    rollback_each(branches, &[]).await;
+                    return Err(cause);
+                }
+                Err(_) => {
+                    return Err(in_doubt(
+                        gtrid,
+                        "the commit decision could not be written or read back",
+                        &cause,
+                    ));
+                }
+            }
+        }
+        self.observe(Step::DecisionLogged {
+            gtrid: gtrid.to_owned(),
+        });
+
+        let mut pending = Vec::new();
+        for participant in branches {
+            match participant.finish(Finish::Commit).await {
+                Ok(()) => self.observe(Step::BranchCommitted {
+                    gtrid: gtrid.to_owned(),
+                    connection: participant.name().to_owned(),
+                }),
+                Err(e) => pending.push(format!("{} ({e})", participant.name())),
+            }
+        }
+        if !pending.is_empty() {
+            let message = format!(
+                "the commit decision is logged and recovery will commit the rest; not committed yet: {}",
+                pending.join(", ")
+            );
+            tracing::warn!(gtrid, %message, "two-phase commit incomplete");
+            return Err(Error::InDoubt {
+                gtrid: gtrid.to_owned(),
+                message,
+            });
+        }
+        // Forgetting the decision is housekeeping: recovery removes it if this fails.
+        let _ = Decision::query()
+            .filter(col("gtrid").eq(gtrid))
+            .delete_all(&self.inner.log)
+            .await;
+        self.observe(Step::Done {
+            gtrid: gtrid.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Resolves this coordinator's prepared branches on every configured PostgreSQL and
+    /// MySQL/MariaDB connection, by the log: commit where the decision is there, roll back
+    /// where it is not and the branch is older than the grace period. Then forgets decisions whose
+    /// branches are all finished.
+    pub async fn recover(&self) -> Result<RecoveryReport> {
+        let mut report = RecoveryReport::default();
+        let decisions: Vec<Decision> = Decision::query()
+            .filter(col("coordinator").eq(self.inner.name.as_str()))
+            .all(&self.inner.log)
+            .await?;
+        let decided = |gtrid: &str| decisions.iter().any(|d| d.gtrid == gtrid);
+        // Connections whose scan failed: decisions naming them must be kept.
+        let mut unscanned = Vec::new();
+        let mut still_prepared = Vec::new();
+        for name in crate::ConnectionManager::names() {
+            let Ok(database) = crate::ConnectionManager::get(&name) else {
+                continue;
+            };
+            if database.backend() == Backend::Sqlite {
+                continue;
+            }
+            let branches = match self.prepared_branches(&database).await {
+                Ok(branches) => branches,
+                Err(e) => {
+                    report
+                        .errors
+                        .push(format!("{name}: cannot list prepared transactions: {e}"));
+                    unscanned.push(name);
+                    continue;
+                }
+            };
+            for branch in branches {
+                let how = if decided(&branch.gtrid) {
+                    Finish::Commit
+                } else {
+                    let age = created_at(&self.inner.name, &branch.gtrid)
+                        .and_then(|t| SystemTime::now().duration_since(t).ok())
+                        .unwrap_or_default();
+                    if age < self.inner.grace_period {
+                        report.in_flight.push(branch.label(&name));
+                        still_prepared.push(branch.gtrid.clone());
+                        continue;
+                    }
+                    Finish::Rollback
+                };
+                match resolve(&database, &branch, how).await {
+                    Ok(()) if how == Finish::Commit => report.committed.push(branch.label(&name)),
+                    Ok(()) => report.rolled_back.push(branch.label(&name)),
+                    Err(e) => {
+                        report.errors.push(format!("{}: {e}", branch.label(&name)));
+                        still_prepared.push(branch.gtrid.clone());
+                    }
+                }
+            }
+        }
+        for decision in &decisions {
+            let all_scanned = decision.branches.0.iter().all(|b| !unscanned.contains(&b.connection));
+            if all_scanned && !still_prepared.contains(&decision.gtrid) {
+                Decision::query()
+                    .filter(col("gtrid").eq(decision.gtrid.as_str()))
+                    .delete_all(&self.inner.log)
+                    .await?;
+                report.finished_decisions += 1;
+            }
+        }
+        if !report.is_empty() {
+            tracing::info!(?report, "two-phase recovery");
+        }
+        Ok(report)
+    }
+
+    /// This coordinator's prepared branches on `database`.
+    async fn prepared_branches(&self, database: &Database) -> Result<Vec<PreparedBranch>> {
+        let prefix = format!("{PREFIX}-{}-", self.inner.name);
+        let target = database.target(None)?;
+        let branches = match database.backend() {
+            Backend::Postgres => {
+                let mut args = target.arguments();
+                args.add(&format!("{prefix}%"))?;
+                target
+                    .fetch_all(
+                        "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE $1",
+                        args,
+                        |row| {
+                            let gid: String = row.get(0)?;
+                            let (gtrid, branch) = gid.rsplit_once('-').unwrap_or((&gid, ""));
+                            Ok(PreparedBranch {
+                                gtrid: gtrid.to_owned(),
+                                postgres_gid: Some(gid.clone()),
+                                bqual: branch.to_owned(),
+                            })
+                        },
+                    )
+                    .await?
+            }
+            Backend::MySql => {
+                // XA RECOVER is server-wide and has no bind parameters; filter here.
+                let rows = target
+                    .fetch_all("XA RECOVER", target.arguments(), |row| {
+                        let gtrid_length: i64 = row.get(1)?;
+                        let data: Vec<u8> = row.get(3)?;
+                        let split = usize::try_from(gtrid_length).unwrap_or(0).min(data.len());
+                        let (gtrid, bqual) = data.split_at(split);
+                        Ok(PreparedBranch {
+                            gtrid: String::from_utf8_lossy(gtrid).into_owned(),
+                            postgres_gid: None,
+                            bqual: String::from_utf8_lossy(bqual).into_owned(),
+                        })
+                    })
+                    .await?;
+                rows.into_iter().filter(|b| b.gtrid.starts_with(&prefix)).collect()
+            }
+            Backend::Sqlite => Vec::new(),
+        };
+        Ok(branches)
+    }
+}
+
+/// Rolls back `prepared` (phase two) and `unprepared` (still open) branches, logging failures:
+/// recovery finishes whatever is left.
+async fn rollback_each(prepared: &[Arc<Participant>], unprepared: &[Arc<Participant>]) {
+    for participant in prepared.iter().chain(unprepared) {
+        if let Err(e) = participant.finish(Finish::Rollback).await {
+            tracing::warn!(connection = participant.name(), error = %e, "two-phase rollback failed; recovery will finish it");
+        }
+    }
+}
+
+fn in_doubt(gtrid: &str, what: &str, cause: &Error) -> Error {
+    Error::InDoubt {
+        gtrid: gtrid.to_owned(),
+        message: format!("{what} ({cause}); the branches stay prepared until recovery resolves them by the log"),
+    }
+}
+
+/// A prepared branch found on a server.
+#[derive(Debug)]
+struct PreparedBranch {
+    gtrid: String,
+    postgres_gid: Option<String>,
+    bqual: String,
+}
+
+impl PreparedBranch {
+    fn label(&self, connection: &str) -> String {
+        format!("{connection}:{}-{}", self.gtrid, self.bqual)
+    }
+}
+
+/// Commits or rolls back a prepared branch from any connection to its database. A branch that is
+/// already gone (finished by someone else) counts as done.
+async fn resolve(database: &Database, branch: &PreparedBranch, how: Finish) -> Result<()> {
+    let verb = match how {
+        Finish::Commit => "COMMIT",
+        Finish::Rollback => "ROLLBACK",
+    };
+    let sql = match &branch.postgres_gid {
+        Some(gid) => format!("{verb} PREPARED '{}'", validate_id(gid)?),
+        None => format!(
+            "XA {verb} '{}','{}'",
+            validate_id(&branch.gtrid)?,
+            validate_id(&branch.bqual)?
+        ),
+    };
+    match database.execute(&sql).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_already_finished(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// PostgreSQL 42704 (no such prepared transaction), MySQL 1397 (XAER_NOTA) and 1402
+/// (XA_RBROLLBACK: an empty branch).
+fn is_already_finished(error: &Error) -> bool {
+    let Error::Query { source, .. } = error else {
+        return false;
+    };
+    let Some(db) = source.as_database_error() else {
+        return false;
+    };
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(mysql.number(), 1397 | 1402);
+    }
+    db.code().as_deref() == Some("42704")
+}
+
+/// What a recovery run did. Each entry is `connection:gtrid-branch`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Branches committed because their decision was in the log.
+    pub committed: Vec<String>,
+    /// Branches rolled back: no decision, older than the grace period.
+    pub rolled_back: Vec<String>,
+    /// Branches left alone: no decision yet, younger than the grace period.
+    pub in_flight: Vec<String>,
+    /// Decisions removed from the log because all their branches are finished.
+    pub finished_decisions: usize,
+    /// What could not be done; the next run tries again.
+    pub errors: Vec<String>,
+}
+
+impl RecoveryReport {
+    /// Whether the run found nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self == &RecoveryReport::default()
+    }
+}
+
+impl Using {
+    /// Opens the scope in two-phase mode: at its end every database that took part is prepared,
+    /// the decision logged by the installed [`Coordinator`], then each committed. Only PostgreSQL
+    /// and MySQL/MariaDB can take part. Applies to an outermost scope; nested scopes join it as
+    /// usual.
+    pub fn two_phase(mut self) -> Self {
+        self.options.two_phase = true;
+        self
+    }
+}
+
+impl Database {
+    /// Begins a two-phase transaction on this connection under `xid` (DB-API `tpc_begin`): a
+    /// transaction you prepare, then commit or roll back, yourself. `xid` is 1 to 64 ASCII
+    /// letters, digits, `-` or `_`.
+    pub async fn tpc_begin(&self, xid: &str) -> Result<TpcTransaction> {
+        validate_id(xid)?;
+        let branch = BranchId::new(xid, 0);
+        let participant = Participant::begin(self.clone(), &ScopeOptions::default(), Some(branch)).await?;
+        Ok(TpcTransaction { participant })
+    }
+}
+
+/// A transaction under your own two-phase control (DB-API `tpc_*`), from [`Database::tpc_begin`].
+/// Use it as an [`Executor`] for model calls, then [`tpc_prepare`](Self::tpc_prepare) and
+/// [`tpc_commit`](Self::tpc_commit), or [`tpc_rollback`](Self::tpc_rollback). Dropped unfinished,
+/// it is rolled back (or, once prepared, left for [`Coordinator::recover`] or your own commit).
+pub struct TpcTransaction {
+    participant: Arc<Participant>,
+}
+
+impl fmt::Debug for TpcTransaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TpcTransaction")
+            .field("connection", &self.participant.name())
+            .field("xid", &self.participant.branch())
+            .finish()
+    }
+}
+
+impl TpcTransaction {
+    /// Phase one: prepare.
+    pub async fn tpc_prepare(&self) -> Result<()> {
+        self.participant.prepare().await
+    }
+
+    /// Phase two: commit (a transaction that was never prepared commits in one phase).
+    pub async fn tpc_commit(self) -> Result<()> {
+        self.participant.finish(Finish::Commit).await
+    }
+
+    /// Rolls back, prepared or not.
+    pub async fn tpc_rollback(self) -> Result<()> {
+        self.participant.finish(Finish::Rollback).await
+    }
+}
+
+impl Executor for TpcTransaction {
+    fn target(&self, _: Option<&'static str>) -> Result<Target<'_>> {
+        Ok(Target::Tx(Cow::Borrowed(&self.participant)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_fit_both_backends_and_carry_their_age() {
+        let gtrid = new_gtrid("a_coordinator_name_24chr");
+        assert!(gtrid.len() <= 64, "{gtrid}");
+        assert!(validate_id(&gtrid).is_ok());
+        let branch = BranchId {
+            gtrid: gtrid.clone(),
+            branch: 1,
+        };
+        assert!(branch.postgres_gid().len() < 200);
+        let age = SystemTime::now()
+            .duration_since(created_at("a_coordinator_name_24chr", &gtrid).unwrap())
+            .unwrap();
+        assert!(age < Duration::from_secs(5));
+        assert_eq!(
+            created_at("other", &gtrid),
+            None,
+            "another coordinator's id is not ours"
+        );
+        assert_eq!(
+            created_at("a_coordinator", &gtrid),
+            None,
+            "a prefix of our name is not our name"
+        );
+    }
+
+    #[test]
+    fn ids_that_could_break_out_of_a_literal_are_refused() {
+        for bad in ["x'; COMMIT; --", "", "with space", &"x".repeat(65), "ünïcode"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}
