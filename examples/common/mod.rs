@@ -1,5 +1,10 @@
 //! Set-up shared by the examples: named connections, and tables created afresh.
 
+// Each example uses part of this module.
+#![allow(dead_code)]
+
+pub mod servers;
+
 use activerecord::{Backend, ConnectionManager, Database, Result};
 
 /// Configures each of `names`: from `ACTIVERECORD_<NAME>_URL` when it is set (any backend), else

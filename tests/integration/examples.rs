@@ -89,3 +89,47 @@ async fn save_user_two_databases_on_sqlite() {
 async fn save_user_two_databases_on_postgres_and_mariadb() {
     save_user_on(Backend::Postgres, Backend::MySql).await;
 }
+
+#[tokio::test]
+async fn two_phase_commit_transfer_on_postgres_and_mariadb() {
+    let urls = [
+        testkit::fresh_database(Backend::Postgres).await,
+        testkit::fresh_database(Backend::MySql).await,
+    ];
+    let printed = run_example(
+        "two_phase_commit_transfer",
+        &[("bank_db_1", &urls[0]), ("bank_db_2", &urls[1])],
+    );
+    assert!(printed.contains("insufficient funds"), "{printed}");
+    let one = ConnectionManager::configure("ex_tpc_1", urls[0].as_str())
+        .await
+        .unwrap();
+    let two = ConnectionManager::configure("ex_tpc_2", urls[1].as_str())
+        .await
+        .unwrap();
+    // 30 by tpc_* calls, 20 by a two-phase scope; the refused and failed transfers moved nothing.
+    assert_eq!(Account::find(&one, 1).await.unwrap().balance, 50);
+    assert_eq!(Account::find(&two, 1).await.unwrap().balance, 100);
+}
+
+#[tokio::test]
+async fn save_user_two_phase_on_postgres_and_mariadb() {
+    let urls = [
+        testkit::fresh_database(Backend::Postgres).await,
+        testkit::fresh_database(Backend::MySql).await,
+    ];
+    let printed = run_example(
+        "save_user_two_phase",
+        &[("user_db_a", &urls[0]), ("user_db_b", &urls[1])],
+    );
+    assert!(printed.contains("the global transaction rolled back"), "{printed}");
+    for (i, url) in urls.iter().enumerate() {
+        let db = ConnectionManager::configure(&format!("ex_user_2pc_{i}"), url.as_str())
+            .await
+            .unwrap();
+        let users: Vec<i64> = activerecord::fetch_column(&db, "SELECT COUNT(*) FROM t_user")
+            .await
+            .unwrap();
+        assert_eq!(users, [1], "only the first saveUser left a user in database {i}");
+    }
+}

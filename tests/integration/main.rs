@@ -8,3 +8,4 @@ mod examples;
 mod nesting;
 mod queries;
 mod scopes;
+mod two_phase;

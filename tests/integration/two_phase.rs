@@ -1,0 +1,397 @@
+//! Two-phase commit on PostgreSQL + MariaDB and PostgreSQL + PostgreSQL: commits, failed prepares,
+//! and a crash at each step of the protocol followed by recovery in a fresh process.
+
+use crate::common::{Account, Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank};
+use activerecord::two_phase::{Coordinator, CoordinatorConfig};
+use activerecord::{Backend, ConnectionManager, Database, Error, Model, Result, fetch_column};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// Generates one test per pair of two-phase backends for each scenario. They run one at a time:
+/// MariaDB lists prepared branches server-wide, and each scenario checks that none is left.
+macro_rules! on_two_phase_pairs {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use activerecord::Backend;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_and_mariadb() {
+                let _one_at_a_time = super::SERIAL.lock().await;
+                super::$scenario(Backend::Postgres, Backend::MySql).await.unwrap()
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_and_postgres() {
+                let _one_at_a_time = super::SERIAL.lock().await;
+                super::$scenario(Backend::Postgres, Backend::Postgres).await.unwrap()
+            }
+        }
+    )*};
+}
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+on_two_phase_pairs!(
+    a_two_phase_transfer_commits_both,
+    a_failed_prepare_rolls_every_branch_back,
+    tpc_calls_commit_and_roll_back,
+    a_crash_after_prepare_rolls_back,
+    a_crash_after_the_decision_commits,
+    a_crash_after_the_first_commit_commits,
+);
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// One coordinator for the tests that run in this process (recovery of the crash tests runs in
+/// child processes with coordinators of their own).
+async fn coordinator() -> &'static Coordinator {
+    static COORDINATOR: OnceCell<Coordinator> = OnceCell::const_new();
+    COORDINATOR
+        .get_or_init(|| async {
+            let log = testkit::scratch_dir().join("two-phase-log.db");
+            let config = CoordinatorConfig::new("suite")
+                .log_in_file(log)
+                .grace_period(Duration::from_secs(3600));
+            Coordinator::install(config).await.unwrap().0
+        })
+        .await
+}
+
+struct Pair {
+    names: [String; 2],
+    dbs: [Database; 2],
+    urls: [String; 2],
+}
+
+async fn pair(first: Backend, second: Backend, label: &str) -> Pair {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let names = [format!("{label}_{n}_a"), format!("{label}_{n}_b")];
+    let (a, _) = bank(first, &names[0], &["ann"]).await;
+    let (b, _) = bank(second, &names[1], &["bob"]).await;
+    let urls = [a.url().expose().to_owned(), b.url().expose().to_owned()];
+    Pair {
+        names,
+        dbs: [a, b],
+        urls,
+    }
+}
+
+async fn prepared_count(db: &Database) -> usize {
+    match db.backend() {
+        Backend::Postgres => {
+            let n: Vec<i64> = fetch_column(
+                db,
+                "SELECT COUNT(*) FROM pg_prepared_xacts WHERE database = current_database()",
+            )
+            .await
+            .unwrap();
+            n[0] as usize
+        }
+        _ => {
+            let rows: Vec<i64> = fetch_column(db, "XA RECOVER").await.unwrap();
+            rows.len()
+        }
+    }
+}
+
+async fn assert_consistent(pair: &Pair, applied: bool) {
+    let expected = if applied { (90, 110) } else { (100, 100) };
+    assert_eq!(
+        (balance(&pair.dbs[0], 1).await, balance(&pair.dbs[1], 1).await),
+        expected
+    );
+    for db in &pair.dbs {
+        assert_balances_match_movements(db, &[1]).await;
+        assert_eq!(
+            prepared_count(db).await,
+            0,
+            "{}: a prepared transaction was left behind",
+            db.name()
+        );
+        assert_no_open_transactions(db).await;
+    }
+}
+
+/// The transfer of `two_phase_child`, in this process.
+async fn transfer(pair: &Pair, amount: i64) -> Result<()> {
+    ConnectionManager::using(&pair.names[0])
+        .two_phase()
+        .transaction(async |tx| {
+            let mut payer = Account::find_for_update(tx, 1).await?;
+            payer.balance -= amount;
+            payer.save(tx).await?;
+            Movement::create(
+                tx,
+                Movement {
+                    id: None,
+                    account_id: 1,
+                    amount: -amount,
+                },
+            )
+            .await?;
+            ConnectionManager::using(&pair.names[1])
+                .transaction(async |tx| {
+                    let mut payee = Account::find_for_update(tx, 1).await?;
+                    payee.balance += amount;
+                    payee.save(tx).await?;
+                    Movement::create(
+                        tx,
+                        Movement {
+                            id: None,
+                            account_id: 1,
+                            amount,
+                        },
+                    )
+                    .await?;
+                    Ok::<_, Error>(())
+                })
+                .await
+        })
+        .await
+}
+
+async fn a_two_phase_transfer_commits_both(first: Backend, second: Backend) -> Result<()> {
+    coordinator().await;
+    let pair = pair(first, second, "tpc_commit").await;
+    transfer(&pair, 10).await?;
+    assert_consistent(&pair, true).await;
+    Ok(())
+}
+
+/// PostgreSQL checks deferred constraints at PREPARE TRANSACTION: the second branch's prepare
+/// fails after the first one's succeeded, and both must roll back.
+async fn a_failed_prepare_rolls_every_branch_back(first: Backend, second: Backend) -> Result<()> {
+    coordinator().await;
+    // The branch that fails to prepare is PostgreSQL; the one prepared before it is `first`.
+    let pair = pair(second, first, "tpc_prepare").await;
+    let failing = &pair.dbs[1];
+    failing
+        .execute(
+            "CREATE TABLE holds (id BIGSERIAL PRIMARY KEY, account_id BIGINT NOT NULL \
+             REFERENCES accounts (id) DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .await?;
+    let err = ConnectionManager::using(&pair.names[0])
+        .two_phase()
+        .transaction(async |tx| {
+            Movement::create(
+                tx,
+                Movement {
+                    id: None,
+                    account_id: 1,
+                    amount: -10,
+                },
+            )
+            .await?;
+            ConnectionManager::using(&pair.names[1])
+                .transaction(async |tx| {
+                    Movement::create(
+                        tx,
+                        Movement {
+                            id: None,
+                            account_id: 1,
+                            amount: 10,
+                        },
+                    )
+                    .await?;
+                    tx.execute("INSERT INTO holds (account_id) VALUES (424242)").await
+                })
+                .await
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ConstraintViolation { .. }), "{err:?}");
+    for db in &pair.dbs {
+        assert_eq!(
+            Movement::count(db).await?,
+            0,
+            "{} kept work of a failed two-phase commit",
+            db.name()
+        );
+        assert_eq!(prepared_count(db).await, 0);
+    }
+    Ok(())
+}
+
+async fn tpc_calls_commit_and_roll_back(first: Backend, second: Backend) -> Result<()> {
+    let pair = pair(first, second, "tpc_calls").await;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    // Prepared, then committed.
+    let xid = format!("manual-{}-{n}", std::process::id());
+    let one = pair.dbs[0].tpc_begin(&format!("{xid}-a")).await?;
+    let two = pair.dbs[1].tpc_begin(&format!("{xid}-b")).await?;
+    Movement::create(
+        &one,
+        Movement {
+            id: None,
+            account_id: 1,
+            amount: -1,
+        },
+    )
+    .await?;
+    Movement::create(
+        &two,
+        Movement {
+            id: None,
+            account_id: 1,
+            amount: 1,
+        },
+    )
+    .await?;
+    one.tpc_prepare().await?;
+    two.tpc_prepare().await?;
+    one.tpc_commit().await?;
+    two.tpc_commit().await?;
+    // Prepared, then rolled back.
+    let three = pair.dbs[0].tpc_begin(&format!("{xid}-c")).await?;
+    Movement::create(
+        &three,
+        Movement {
+            id: None,
+            account_id: 1,
+            amount: -5,
+        },
+    )
+    .await?;
+    three.tpc_prepare().await?;
+    three.tpc_rollback().await?;
+    for db in &pair.dbs {
+        assert_eq!(Movement::count(db).await?, 1);
+        assert_eq!(prepared_count(db).await, 0);
+        assert_no_open_transactions(db).await;
+    }
+    assert!(
+        pair.dbs[0].tpc_begin("x'; COMMIT; --").await.is_err(),
+        "ids are validated before they reach SQL"
+    );
+    Ok(())
+}
+
+/// Starts `two_phase_child` with its stdout piped.
+fn child(mode: &str, pair: &Pair, log: &str, coordinator: &str, last: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_two_phase_child"))
+        .args([mode, &pair.urls[0], &pair.urls[1], log, coordinator, last])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start two_phase_child")
+}
+
+/// Runs recovery in a fresh process with `grace` seconds; returns its report line.
+fn recover(pair: &Pair, log: &str, coordinator: &str, grace: u64) -> String {
+    let output = child("recover", pair, log, coordinator, &grace.to_string())
+        .wait_with_output()
+        .unwrap();
+    assert!(output.status.success(), "recovery failed");
+    let report = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(report.ends_with("errors=0"), "{report}");
+    report
+}
+
+/// Kills a two-phase transfer with SIGKILL right after `step`, then recovers in a fresh process.
+async fn crash_and_recover(first: Backend, second: Backend, step: &str, applied: bool) -> Result<()> {
+    let pair = pair(first, second, &format!("tpc_crash_{step}")).await;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let coordinator = format!("crash{n}");
+    let log = testkit::scratch_dir()
+        .join(format!("{coordinator}.db"))
+        .display()
+        .to_string();
+
+    let mut transfer = child("transfer", &pair, &log, &coordinator, step);
+    let stdout = transfer.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || BufReader::new(stdout).lines().next())
+        .await
+        .unwrap()
+        .expect("the child stops at its step")
+        .unwrap();
+    assert_eq!(line, "STOPPED");
+    transfer.kill().unwrap(); // SIGKILL
+    transfer.wait().unwrap();
+
+    let in_doubt: usize = prepared_count(&pair.dbs[0]).await + prepared_count(&pair.dbs[1]).await;
+    assert!(in_doubt > 0, "the crash left prepared branches");
+    if !applied {
+        // Without a decision, a branch younger than the grace period may still be in flight.
+        let report = recover(&pair, &log, &coordinator, 3600);
+        assert!(
+            report.contains("rolled_back=0") && !report.contains("in_flight=0"),
+            "{report}"
+        );
+        assert_eq!(
+            prepared_count(&pair.dbs[0]).await + prepared_count(&pair.dbs[1]).await,
+            in_doubt
+        );
+    }
+    let report = recover(&pair, &log, &coordinator, 0);
+    assert!(
+        !report.starts_with("committed=0 rolled_back=0"),
+        "recovery did something: {report}"
+    );
+    // Safe to run again: nothing is left to do.
+    assert_eq!(
+        recover(&pair, &log, &coordinator, 0),
+        "committed=0 rolled_back=0 in_flight=0 finished=0 errors=0"
+    );
+    assert_consistent(&pair, applied).await;
+    Ok(())
+}
+
+async fn a_crash_after_prepare_rolls_back(first: Backend, second: Backend) -> Result<()> {
+    crash_and_recover(first, second, "prepared", false).await
+}
+
+async fn a_crash_after_the_decision_commits(first: Backend, second: Backend) -> Result<()> {
+    crash_and_recover(first, second, "decided", true).await
+}
+
+async fn a_crash_after_the_first_commit_commits(first: Backend, second: Backend) -> Result<()> {
+    crash_and_recover(first, second, "first_commit", true).await
+}
+
+#[tokio::test]
+async fn sqlite_cannot_take_part() {
+    coordinator().await;
+    let (db, ids) = bank(Backend::Sqlite, "tpc_sqlite", &["ann"]).await;
+    let err = ConnectionManager::using("tpc_sqlite")
+        .two_phase()
+        .transaction(async |tx| {
+            Movement::create(
+                tx,
+                Movement {
+                    id: None,
+                    account_id: ids[0],
+                    amount: 1,
+                },
+            )
+            .await
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("SQLite cannot prepare"), "{err}");
+    assert_eq!(Movement::count(&db).await.unwrap(), 0);
+
+    // A SQLite database joining a two-phase scope fails it before anything commits.
+    let (pg, _) = bank(Backend::Postgres, "tpc_sqlite_pg", &["bob"]).await;
+    let err = ConnectionManager::using("tpc_sqlite_pg")
+        .two_phase()
+        .transaction(async |tx| {
+            Movement::create(
+                tx,
+                Movement {
+                    id: None,
+                    account_id: 1,
+                    amount: 1,
+                },
+            )
+            .await?;
+            ConnectionManager::using("tpc_sqlite")
+                .transaction(async |_| Ok::<_, Error>(()))
+                .await
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Configuration { .. }), "{err:?}");
+    assert_eq!(Movement::count(&pg).await.unwrap(), 0);
+}
