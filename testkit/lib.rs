@@ -27,6 +27,7 @@ pub use server::scratch_dir;
 pub const BACKENDS: [Backend; 3] = [Backend::Sqlite, Backend::Postgres, Backend::MySql];
 
 static POSTGRES: OnceLock<Result<Endpoint, String>> = OnceLock::new();
+static POSTGRES_WITHOUT_2PC: OnceLock<Result<Endpoint, String>> = OnceLock::new();
 static MARIADB: OnceLock<Result<Endpoint, String>> = OnceLock::new();
 static REDIS: OnceLock<Result<Endpoint, String>> = OnceLock::new();
 static NEXT_DATABASE: AtomicUsize = AtomicUsize::new(0);
@@ -83,6 +84,16 @@ pub async fn fresh_database(backend: Backend) -> String {
             format!("{base}/{name}")
         }
     }
+}
+
+/// A URL for a new, empty database on a PostgreSQL server with `max_prepared_transactions` = 0,
+/// as PostgreSQL is installed: two-phase commit is disabled there.
+pub async fn fresh_database_without_prepared_transactions() -> String {
+    let n = NEXT_DATABASE.fetch_add(1, Ordering::Relaxed);
+    let name = format!("test_{}_{n}", std::process::id());
+    let base = &endpoint(&POSTGRES_WITHOUT_2PC, ServerKind::PostgresWithoutPreparedTransactions).base_url;
+    server::create_database(Backend::Postgres, base, &name).await;
+    format!("{base}/{name}")
 }
 
 /// The URL of the shared Redis server.

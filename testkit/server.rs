@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum ServerKind {
     Postgres,
+    /// PostgreSQL as installed, with `max_prepared_transactions` = 0: two-phase commit disabled.
+    PostgresWithoutPreparedTransactions,
     MariaDb,
     Redis,
 }
@@ -23,6 +25,7 @@ impl ServerKind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             ServerKind::Postgres => "PostgreSQL",
+            ServerKind::PostgresWithoutPreparedTransactions => "PostgreSQL without prepared transactions",
             ServerKind::MariaDb => "MariaDB",
             ServerKind::Redis => "Redis",
         }
@@ -31,6 +34,7 @@ impl ServerKind {
     pub(crate) fn env_var(self) -> &'static str {
         match self {
             ServerKind::Postgres => "ACTIVERECORD_TEST_POSTGRES_URL",
+            ServerKind::PostgresWithoutPreparedTransactions => "ACTIVERECORD_TEST_POSTGRES_NO_2PC_URL",
             ServerKind::MariaDb => "ACTIVERECORD_TEST_MYSQL_URL",
             ServerKind::Redis => "ACTIVERECORD_TEST_REDIS_URL",
         }
@@ -124,11 +128,12 @@ impl Server {
     fn start(kind: ServerKind, scratch: &Path) -> Result<Server, String> {
         let began = Instant::now();
         let port = free_port()?;
-        let dir = scratch.join(format!("{}-{port}", kind.name().to_lowercase()));
+        let dir = scratch.join(format!("server-{port}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let log = dir.join("server.log");
         let child = match kind {
-            ServerKind::Postgres => start_postgres(&dir, port, &log)?,
+            ServerKind::Postgres => start_postgres(&dir, port, &log, 20)?,
+            ServerKind::PostgresWithoutPreparedTransactions => start_postgres(&dir, port, &log, 0)?,
             ServerKind::MariaDb => start_mariadb(&dir, port, &log)?,
             ServerKind::Redis => start_redis(&dir, port, &log)?,
         };
@@ -152,7 +157,9 @@ impl Server {
 
     pub(crate) fn base_url(&self) -> String {
         match self.kind {
-            ServerKind::Postgres => format!("postgres://postgres@127.0.0.1:{}", self.port),
+            ServerKind::Postgres | ServerKind::PostgresWithoutPreparedTransactions => {
+                format!("postgres://postgres@127.0.0.1:{}", self.port)
+            }
             ServerKind::MariaDb => format!("mysql://root@127.0.0.1:{}", self.port),
             ServerKind::Redis => format!("redis://127.0.0.1:{}", self.port),
         }
@@ -185,7 +192,7 @@ impl Server {
     fn is_ready(&self) -> bool {
         match self.kind {
             // A stale pid file of a killed server also says "ready": check that the pid is ours.
-            ServerKind::Postgres => {
+            ServerKind::Postgres | ServerKind::PostgresWithoutPreparedTransactions => {
                 let pid = self.child.lock().unwrap().as_ref().map(Child::id);
                 let status = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap_or_default();
                 let lines: Vec<&str> = status.lines().collect();
@@ -221,7 +228,7 @@ impl Server {
             return;
         };
         let signal = match self.kind {
-            ServerKind::Postgres => libc::SIGINT,
+            ServerKind::Postgres | ServerKind::PostgresWithoutPreparedTransactions => libc::SIGINT,
             ServerKind::MariaDb | ServerKind::Redis => libc::SIGTERM,
         };
         // SAFETY: signalling our own child by pid.
@@ -321,7 +328,7 @@ fn postgres_user() -> Result<Option<(u32, u32)>, String> {
     }
 }
 
-fn start_postgres(dir: &Path, port: u16, log: &Path) -> Result<Child, String> {
+fn start_postgres(dir: &Path, port: u16, log: &Path, max_prepared_transactions: u32) -> Result<Child, String> {
     let initdb = find_program("initdb", &[])?;
     let postgres = find_program("postgres", &[])?;
     let user = postgres_user()?;
@@ -351,14 +358,8 @@ fn start_postgres(dir: &Path, port: u16, log: &Path) -> Result<Child, String> {
         .arg(port.to_string())
         .arg("-k")
         .arg(dir)
-        .args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "max_prepared_transactions=20",
-            "-c",
-            "max_connections=100",
-        ])
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=100", "-c"])
+        .arg(format!("max_prepared_transactions={max_prepared_transactions}"))
         // Test data need not survive an operating system crash; commits stay synchronous.
         .args(["-c", "fsync=off"]);
     as_user(&mut server);

@@ -348,10 +348,14 @@ fn is_value_too_large_code(code: &str) -> bool {
     matches!(code, "22001" | "22003" | "1406" | "1264")
 }
 
-/// PostgreSQL admin shutdown / connection failures (57P01..57P03, class 08); MySQL 1927
+/// PostgreSQL admin shutdown and connection failures (57P01..57P03, 08000, 08003, 08006; not
+/// 08P01, a protocol violation, which retrying would repeat); MySQL 1927
 /// (connection killed) and 2006/2013 (server gone).
 fn is_connection_lost_code(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "1927" | "2006" | "2013")
+    matches!(
+        code,
+        "08000" | "08003" | "08006" | "57P01" | "57P02" | "57P03" | "1927" | "2006" | "2013"
+    )
 }
 
 /// PostgreSQL 42P01/42703, MySQL 1146/1054, SQLite's "no such table/column" messages.

@@ -107,17 +107,7 @@ pub trait Model: Sized + Send + Sync + 'static {
         conn: &C,
         key: impl Into<Self::Key> + Send,
     ) -> impl Future<Output = Result<Self>> + Send {
-        async move {
-            let key = key.into();
-            let target = conn.target(Self::META.database)?;
-            let mut args = target.arguments();
-            args.add(&key)?;
-            let sql = Self::statements(target.backend()).find.as_str();
-            target
-                .fetch_optional(sql, args, Self::from_row)
-                .await?
-                .ok_or_else(|| not_found::<Self>(&key))
-        }
+        find_by_key(conn, key.into(), |statements| &statements.find)
     }
 
     /// The record with primary key `key`, locked until the end of the transaction `conn` belongs
@@ -127,15 +117,7 @@ pub trait Model: Sized + Send + Sync + 'static {
         conn: &C,
         key: impl Into<Self::Key> + Send,
     ) -> impl Future<Output = Result<Self>> + Send {
-        async move {
-            let key = key.into();
-            let found = Self::query()
-                .filter(crate::col(Self::META.key_column()).eq(key.clone()))
-                .for_update()
-                .first(conn)
-                .await?;
-            found.ok_or_else(|| not_found::<Self>(&key))
-        }
+        find_by_key(conn, key.into(), |statements| &statements.find_for_update)
     }
 
     /// The first record that meets `condition`, in key order, if any.
@@ -259,6 +241,22 @@ pub trait Model: Sized + Send + Sync + 'static {
             Ok(())
         }
     }
+}
+
+/// Reads the record with primary key `key` with the statement `pick` chooses.
+async fn find_by_key<M: Model, C: Executor + ?Sized>(
+    conn: &C,
+    key: M::Key,
+    pick: fn(&Statements) -> &String,
+) -> Result<M> {
+    let target = conn.target(M::META.database)?;
+    let mut args = target.arguments();
+    args.add(&key)?;
+    let sql = pick(M::statements(target.backend())).as_str();
+    target
+        .fetch_optional(sql, args, M::from_row)
+        .await?
+        .ok_or_else(|| not_found::<M>(&key))
 }
 
 fn not_found<M: Model>(key: &M::Key) -> Error {

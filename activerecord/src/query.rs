@@ -129,6 +129,19 @@ impl Column {
     }
 }
 
+/// Binds `value` and appends its placeholder; on PostgreSQL with a cast to the value's type (see
+/// [`Value::postgres_type`]), so that statements differing in parameter types differ in text.
+fn push_param(sql: &mut String, args: &mut Arguments, backend: Backend, value: &dyn Value) -> Result<()> {
+    args.add(value)?;
+    push_placeholder(sql, backend, args.len());
+    if backend == Backend::Postgres
+        && let Some(postgres_type) = value.postgres_type()
+    {
+        let _ = write!(sql, "::{postgres_type}");
+    }
+    Ok(())
+}
+
 /// Sort direction for [`Query::order_by`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -331,8 +344,7 @@ impl<M: Model> Query<M> {
                 Test::Compare(op, value) => {
                     push_ident(sql, backend, &condition.column);
                     let _ = write!(sql, " {op} ");
-                    args.add(value.as_ref())?;
-                    push_placeholder(sql, backend, args.len());
+                    push_param(sql, args, backend, value.as_ref())?;
                 }
                 Test::In { negated, values } if values.is_empty() => {
                     // `IN ()` is not valid SQL; an empty list is simply never (or always) met.
@@ -345,8 +357,7 @@ impl<M: Model> Query<M> {
                         if j > 0 {
                             sql.push_str(", ");
                         }
-                        args.add(value.as_ref())?;
-                        push_placeholder(sql, backend, args.len());
+                        push_param(sql, args, backend, value.as_ref())?;
                     }
                     sql.push(')');
                 }

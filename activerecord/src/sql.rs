@@ -63,6 +63,9 @@ pub struct Statements {
     pub(crate) select: String,
     /// `... WHERE <key> = ?`.
     pub(crate) find: String,
+    /// `find`, locking the row until the end of the transaction (SQLite's write scopes hold the
+    /// database's write lock already).
+    pub(crate) find_for_update: String,
     /// Inserts every column but the key, returning the generated key (`RETURNING` on SQLite and
     /// PostgreSQL; MySQL reports it as the last insert id instead).
     pub(crate) insert_generating_key: String,
@@ -102,6 +105,10 @@ impl Statements {
             s
         };
         let find = format!("{select}{}", where_key(1));
+        let find_for_update = match backend {
+            Backend::Sqlite => find.clone(),
+            Backend::Postgres | Backend::MySql => format!("{find} FOR UPDATE"),
+        };
 
         let mut insert_generating_key = format!("INSERT INTO {table} ");
         if non_key_count == 0 {
@@ -176,6 +183,7 @@ impl Statements {
         Statements {
             select,
             find,
+            find_for_update,
             insert_generating_key,
             insert,
             upsert,

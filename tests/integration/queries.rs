@@ -1,13 +1,14 @@
 //! Queries with every operator, ordering, paging, counting, and typed errors for bad columns.
 
 use crate::common::{Account, Ddl, connect, on_every_backend};
-use activerecord::{Backend, Database, Error, Model, Order, Result, col};
+use activerecord::{Backend, ConnectionManager, Database, DatabaseConfig, Error, Model, Order, Result, col};
 
 on_every_backend!(
     every_operator_selects_the_right_rows,
     ordering_and_paging,
     counts_exists_and_deletes,
-    unknown_columns_are_errors
+    unknown_columns_are_errors,
+    one_query_with_parameters_of_varying_types,
 );
 
 /// Five accounts: ann 10, bob 20, cy 30, dee 40, ed 50.
@@ -153,5 +154,24 @@ async fn unknown_columns_are_errors(backend: Backend) -> Result<()> {
         .unwrap_err();
     assert!(matches!(err, Error::UnknownColumn { .. }), "{err:?}");
     assert_eq!(Account::count(&db).await?, 5);
+    Ok(())
+}
+
+/// The same condition with an `i32`, then an `i64`, then an `i32` again, on a single connection:
+/// the statement prepared for one parameter type must not be reused for another.
+async fn one_query_with_parameters_of_varying_types(backend: Backend) -> Result<()> {
+    let seeded = bank(backend, "varying_types").await?;
+    let url = seeded.url().expose().to_owned();
+    let name = format!("varying_types_one_{backend:?}").to_lowercase();
+    let db = ConnectionManager::configure_with(&name, DatabaseConfig::new(url).max_connections(1)).await?;
+    for round in 0..3 {
+        let narrow = Account::query().filter(col("balance").ge(30_i32)).count(&db).await?;
+        let wide = Account::query().filter(col("balance").ge(30_i64)).count(&db).await?;
+        let listed = Account::query()
+            .filter(col("balance").is_in([10_i16, 20]))
+            .count(&db)
+            .await?;
+        assert_eq!((narrow, wide, listed), (3, 3, 2), "round {round}");
+    }
     Ok(())
 }

@@ -39,6 +39,7 @@ on_two_phase_pairs!(
     a_crash_after_prepare_rolls_back,
     a_crash_after_the_decision_commits,
     a_crash_after_the_first_commit_commits,
+    two_recoveries_at_once_agree,
 );
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -289,8 +290,9 @@ fn recover(pair: &Pair, log: &str, coordinator: &str, grace: u64) -> String {
     report
 }
 
-/// Kills a two-phase transfer with SIGKILL right after `step`, then recovers in a fresh process.
-async fn crash_and_recover(first: Backend, second: Backend, step: &str, applied: bool) -> Result<()> {
+/// Starts a two-phase transfer in a child process and kills it with SIGKILL right after `step`.
+/// Returns the pair of databases, the coordinator's name and its log file.
+async fn crash_at(first: Backend, second: Backend, step: &str) -> (Pair, String, String) {
     let pair = pair(first, second, &format!("tpc_crash_{step}")).await;
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let coordinator = format!("crash{n}");
@@ -309,7 +311,12 @@ async fn crash_and_recover(first: Backend, second: Backend, step: &str, applied:
     assert_eq!(line, "STOPPED");
     transfer.kill().unwrap(); // SIGKILL
     transfer.wait().unwrap();
+    (pair, coordinator, log)
+}
 
+/// Kills a two-phase transfer right after `step`, then recovers in a fresh process.
+async fn crash_and_recover(first: Backend, second: Backend, step: &str, applied: bool) -> Result<()> {
+    let (pair, coordinator, log) = crash_at(first, second, step).await;
     let in_doubt: usize = prepared_count(&pair.dbs[0]).await + prepared_count(&pair.dbs[1]).await;
     assert!(in_doubt > 0, "the crash left prepared branches");
     if !applied {
@@ -335,6 +342,25 @@ async fn crash_and_recover(first: Backend, second: Backend, step: &str, applied:
         "committed=0 rolled_back=0 in_flight=0 finished=0 errors=0"
     );
     assert_consistent(&pair, applied).await;
+    Ok(())
+}
+
+/// Two recovery processes started together resolve the same crash without disturbing each other.
+async fn two_recoveries_at_once_agree(first: Backend, second: Backend) -> Result<()> {
+    let (pair, coordinator, log) = crash_at(first, second, "first_commit").await;
+    let racers = [
+        child("recover", &pair, &log, &coordinator, "0"),
+        child("recover", &pair, &log, &coordinator, "0"),
+    ];
+    for racer in racers {
+        let output = racer.wait_with_output().unwrap();
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && report.trim().ends_with("errors=0"),
+            "{report}"
+        );
+    }
+    assert_consistent(&pair, true).await;
     Ok(())
 }
 
@@ -394,4 +420,58 @@ async fn sqlite_cannot_take_part() {
         .unwrap_err();
     assert!(matches!(err, Error::Configuration { .. }), "{err:?}");
     assert_eq!(Movement::count(&pg).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn disabled_prepared_transactions_say_how_to_fix_them() {
+    coordinator().await;
+    let url = testkit::fresh_database_without_prepared_transactions().await;
+    let db = ConnectionManager::configure("tpc_disabled", url.as_str())
+        .await
+        .unwrap();
+    db.execute(&crate::common::Ddl(Backend::Postgres).movements())
+        .await
+        .unwrap();
+    let (pg, _) = bank(Backend::Postgres, "tpc_disabled_other", &["bob"]).await;
+    let err = ConnectionManager::using("tpc_disabled")
+        .two_phase()
+        .transaction(async |tx| {
+            Movement::create(
+                tx,
+                Movement {
+                    id: None,
+                    account_id: 1,
+                    amount: 1,
+                },
+            )
+            .await?;
+            ConnectionManager::using("tpc_disabled_other")
+                .transaction(async |tx| {
+                    Movement::create(
+                        tx,
+                        Movement {
+                            id: None,
+                            account_id: 1,
+                            amount: 1,
+                        },
+                    )
+                    .await
+                })
+                .await
+        })
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Configuration {
+            connection, message, ..
+        } => {
+            assert_eq!(connection, "tpc_disabled");
+            assert!(message.contains("max_prepared_transactions"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert_eq!(
+        Movement::count(&db).await.unwrap() + Movement::count(&pg).await.unwrap(),
+        0
+    );
 }

@@ -459,8 +459,10 @@ struct Root {
     next_frame: AtomicU64,
     /// Whether the outcome is known and its hooks have run.
     ended: AtomicBool,
-    /// The databases committed so far by the final commits, once they have begun.
-    committed: Mutex<Option<Vec<String>>>,
+    /// Whether the best-effort final commits are under way.
+    committing: AtomicBool,
+    /// How many participants the final commits have committed so far.
+    committed: AtomicUsize,
 }
 
 impl Root {
@@ -472,7 +474,8 @@ impl Root {
             hooks: Mutex::new(Vec::new()),
             next_frame: AtomicU64::new(0),
             ended: AtomicBool::new(false),
-            committed: Mutex::new(None),
+            committing: AtomicBool::new(false),
+            committed: AtomicUsize::new(0),
         }
     }
 
@@ -501,36 +504,46 @@ impl Root {
     /// Commits every participant in turn. When one fails, the rest are rolled back; if an earlier
     /// one had already committed, the result is a partial commit.
     async fn commit_all(&self) -> Result<()> {
-        let participants = std::mem::take(&mut *lock(&self.participants));
-        if let Some((coordinator, gtrid)) = &self.two_phase
-            && participants.len() > 1
-        {
-            let outcome = coordinator.commit(gtrid, &participants).await;
-            match &outcome {
-                // The decision is made but not every branch has committed: neither set of hooks
-                // describes that yet.
-                Err(Error::InDoubt { .. }) => self.ended.store(true, Ordering::SeqCst),
-                Err(_) => self.run_hooks(Outcome::RolledBack),
-                Ok(()) => {}
+        // The participants stay listed until the end, so that a cancellation during the commits
+        // can still say which databases had committed.
+        let participants = lock(&self.participants).clone();
+        let outcome = match &self.two_phase {
+            Some((coordinator, gtrid)) if participants.len() > 1 => {
+                let outcome = coordinator.commit(gtrid, &participants).await;
+                match &outcome {
+                    // The decision is made but not every branch has committed: neither set of
+                    // hooks describes that yet.
+                    Err(Error::InDoubt { .. }) => self.ended.store(true, Ordering::SeqCst),
+                    Err(_) => self.run_hooks(Outcome::RolledBack),
+                    Ok(()) => {}
+                }
+                outcome
             }
-            return outcome;
-        }
-        *lock(&self.committed) = Some(Vec::new());
+            _ => self.commit_each(&participants).await,
+        };
+        lock(&self.participants).clear();
+        outcome
+    }
+
+    /// The best-effort final commits: one database after another.
+    async fn commit_each(&self, participants: &[Arc<Participant>]) -> Result<()> {
+        self.committing.store(true, Ordering::SeqCst);
         for (i, participant) in participants.iter().enumerate() {
             if let Err(cause) = participant.finish(Finish::Commit).await {
+                self.committing.store(false, Ordering::SeqCst);
                 let rest = &participants[i + 1..];
                 for other in rest {
                     let _ = other.finish(Finish::Rollback).await;
                 }
-                let committed = lock(&self.committed).take().unwrap_or_default();
-                if committed.is_empty() {
+                if i == 0 {
                     self.run_hooks(Outcome::RolledBack);
                     return Err(cause);
                 }
+                let names = |ps: &[Arc<Participant>]| ps.iter().map(|p| p.name().to_owned()).collect();
                 let partial = crate::error::PartialCommit {
-                    committed,
+                    committed: names(&participants[..i]),
                     failed: participant.name().to_owned(),
-                    rolled_back: rest.iter().map(|p| p.name().to_owned()).collect(),
+                    rolled_back: names(rest),
                     cause,
                 };
                 tracing::error!(
@@ -544,11 +557,9 @@ impl Root {
                 self.ended.store(true, Ordering::SeqCst);
                 return Err(Error::PartialCommit(Box::new(partial)));
             }
-            lock(&self.committed)
-                .get_or_insert_default()
-                .push(participant.name().to_owned());
+            self.committed.store(i + 1, Ordering::SeqCst);
         }
-        *lock(&self.committed) = None;
+        self.committing.store(false, Ordering::SeqCst);
         Ok(())
     }
 
@@ -580,10 +591,12 @@ impl Drop for Root {
     /// commits, some databases may have committed: that is a partial commit nobody can be told of
     /// by a return value, so it is reported as an error event.
     fn drop(&mut self) {
-        let committed = lock(&self.committed).take();
-        match committed {
-            Some(committed) if !committed.is_empty() => {
+        let committed = self.committed.load(Ordering::SeqCst);
+        match self.committing.load(Ordering::SeqCst) {
+            true if committed > 0 => {
                 self.ended.store(true, Ordering::SeqCst);
+                let participants = lock(&self.participants);
+                let committed: Vec<&str> = participants[..committed].iter().map(|p| p.name()).collect();
                 tracing::error!(
                     ?committed,
                     "partial commit: a unit of work was cancelled during its final commits; the databases after those committed were rolled back and need reconciliation"

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::two_phase::BranchId;
 use sqlx::pool::PoolConnection;
 use sqlx::{MySql, Postgres, Sqlite};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -71,7 +72,7 @@ impl Participant {
         }
         let mut conn = TxConnection::acquire(&database).await?;
         for statement in begin_statements(database.backend(), options, branch.as_ref()) {
-            conn.execute_text(&statement)
+            conn.execute_text(statement)
                 .await
                 .map_err(|e| Error::from_sqlx(database.name(), e))?;
         }
@@ -90,7 +91,7 @@ impl Participant {
     pub(crate) async fn raw(&self, sql: &str) -> Result<()> {
         let mut slot = self.conn.lock().await;
         let conn = slot.as_mut().ok_or_else(|| self.ended())?;
-        conn.execute_text(sql)
+        conn.execute_text(Cow::Owned(sql.to_owned()))
             .await
             .map_err(|e| Error::from_sqlx(self.name(), e))
     }
@@ -130,7 +131,7 @@ impl Participant {
                 use sqlx::Executor as _;
                 c.execute(sqlx::AssertSqlSafe(format!("PREPARE TRANSACTION '{gid}'")))
                     .await
-                    .map_err(error)?;
+                    .map_err(|e| prepared_transactions_disabled(self.name(), &e).unwrap_or_else(|| error(e)))?;
                 // PREPARE TRANSACTION in an aborted transaction answers OK and prepares nothing:
                 // check that the branch exists.
                 let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_prepared_xacts WHERE gid = $1")
@@ -148,8 +149,10 @@ impl Participant {
             }
             PooledConnection::MySql(_) => {
                 let xid = branch.xa_xid();
-                conn.execute_text(&format!("XA END {xid}")).await.map_err(error)?;
-                conn.execute_text(&format!("XA PREPARE {xid}")).await.map_err(error)?;
+                conn.execute_text(format!("XA END {xid}").into()).await.map_err(error)?;
+                conn.execute_text(format!("XA PREPARE {xid}").into())
+                    .await
+                    .map_err(error)?;
             }
             PooledConnection::Sqlite(_) => unreachable!("SQLite branches are refused at begin"),
         }
@@ -168,12 +171,12 @@ impl Participant {
             });
         }
         for statement in self.finish_statements(how) {
-            conn.execute_text(&statement)
+            conn.execute_text(statement)
                 .await
                 .map_err(|e| Error::from_sqlx(self.name(), e))?;
         }
         if self.read_only && self.database.backend() == Backend::Sqlite {
-            conn.execute_text("PRAGMA query_only = OFF")
+            conn.execute_text("PRAGMA query_only = OFF".into())
                 .await
                 .map_err(|e| Error::from_sqlx(self.name(), e))?;
         }
@@ -181,7 +184,7 @@ impl Participant {
         Ok(())
     }
 
-    fn finish_statements(&self, how: Finish) -> Vec<String> {
+    fn finish_statements(&self, how: Finish) -> Vec<Cow<'static, str>> {
         let prepared = self.prepared.load(Ordering::SeqCst);
         let verb = match how {
             Finish::Commit => "COMMIT",
@@ -189,18 +192,25 @@ impl Participant {
         };
         match (self.database.backend(), &self.branch) {
             (Backend::Postgres, Some(branch)) if prepared => {
-                vec![format!("{verb} PREPARED '{}'", branch.postgres_gid())]
+                vec![format!("{verb} PREPARED '{}'", branch.postgres_gid()).into()]
             }
             (Backend::MySql, Some(branch)) => {
                 let xid = branch.xa_xid();
                 match (prepared, how) {
-                    (true, _) => vec![format!("XA {verb} {xid}")],
+                    (true, _) => vec![format!("XA {verb} {xid}").into()],
                     // Not prepared (phase one failed elsewhere, or the only branch): one phase.
-                    (false, Finish::Commit) => vec![format!("XA END {xid}"), format!("XA COMMIT {xid} ONE PHASE")],
-                    (false, Finish::Rollback) => vec![format!("XA END {xid}"), format!("XA ROLLBACK {xid}")],
+                    (false, Finish::Commit) => {
+                        vec![
+                            format!("XA END {xid}").into(),
+                            format!("XA COMMIT {xid} ONE PHASE").into(),
+                        ]
+                    }
+                    (false, Finish::Rollback) => {
+                        vec![format!("XA END {xid}").into(), format!("XA ROLLBACK {xid}").into()]
+                    }
                 }
             }
-            _ => vec![verb.to_owned()],
+            _ => vec![verb.into()],
         }
     }
 
@@ -211,29 +221,48 @@ impl Participant {
     }
 }
 
-fn begin_statements(backend: Backend, options: &ScopeOptions, branch: Option<&BranchId>) -> Vec<String> {
+/// PostgreSQL's answer to PREPARE TRANSACTION when `max_prepared_transactions` is 0, as an error
+/// that says how to fix it.
+fn prepared_transactions_disabled(connection: &str, e: &sqlx::Error) -> Option<Error> {
+    let db = e.as_database_error()?;
+    (db.code().as_deref() == Some("55000") && db.message().contains("prepared transactions are disabled")).then(|| {
+        Error::Configuration {
+            connection: connection.to_owned(),
+            message: "PostgreSQL has max_prepared_transactions = 0, so it cannot take part in two-phase commit: \
+                      set max_prepared_transactions (in postgresql.conf) to at least the number of two-phase \
+                      scopes run at once, and restart the server"
+                .to_owned(),
+            source: None,
+        }
+    })
+}
+
+fn begin_statements(backend: Backend, options: &ScopeOptions, branch: Option<&BranchId>) -> Vec<Cow<'static, str>> {
     let access = if options.read_only { " READ ONLY" } else { "" };
     match backend {
         // A deferred BEGIN that reads and then writes fails at once when another connection wrote
         // in between (SQLITE_BUSY_SNAPSHOT); taking the write lock up front waits instead.
         Backend::Sqlite if options.read_only => vec!["BEGIN DEFERRED".into(), "PRAGMA query_only = ON".into()],
         Backend::Sqlite => vec!["BEGIN IMMEDIATE".into()],
-        Backend::Postgres => {
-            let isolation = options
-                .isolation
-                .map(|i| format!(" ISOLATION LEVEL {}", i.sql()))
-                .unwrap_or_default();
-            vec![format!("BEGIN{isolation}{access}")]
-        }
+        Backend::Postgres => match (options.isolation, options.read_only) {
+            (None, false) => vec!["BEGIN".into()],
+            (isolation, _) => {
+                let isolation = isolation
+                    .map(|i| format!(" ISOLATION LEVEL {}", i.sql()))
+                    .unwrap_or_default();
+                vec![format!("BEGIN{isolation}{access}").into()]
+            }
+        },
         Backend::MySql => {
             let mut statements = Vec::new();
             if let Some(level) = options.isolation {
-                statements.push(format!("SET TRANSACTION ISOLATION LEVEL {}", level.sql()));
+                statements.push(format!("SET TRANSACTION ISOLATION LEVEL {}", level.sql()).into());
             }
-            match branch {
-                Some(branch) => statements.push(format!("XA START {}", branch.xa_xid())),
-                None => statements.push(format!("START TRANSACTION{access}")),
-            }
+            statements.push(match (branch, options.read_only) {
+                (Some(branch), _) => format!("XA START {}", branch.xa_xid()).into(),
+                (None, false) => "START TRANSACTION".into(),
+                (None, true) => "START TRANSACTION READ ONLY".into(),
+            });
             statements
         }
     }
@@ -269,7 +298,8 @@ impl TxConnection {
     }
 
     /// Runs SQL text, through the text protocol (XA statements cannot be prepared statements).
-    async fn execute_text(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+    /// The fixed statements are `'static`, so that sqlx need not copy them.
+    async fn execute_text(&mut self, sql: Cow<'static, str>) -> Result<(), sqlx::Error> {
         use sqlx::Executor as _;
         let sql = sqlx::AssertSqlSafe(sql);
         match &mut self.conn {
