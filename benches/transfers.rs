@@ -8,86 +8,10 @@
 mod common;
 
 use activerecord::two_phase::{Coordinator, CoordinatorConfig};
-use activerecord::{Backend, ConnectionManager, Database, Error, Model, Result};
-use common::{Account, bank, placeholder, runtime};
+use activerecord::{Backend, ConnectionManager, Error, Model};
+use common::ops::{self, Sql};
+use common::{Account, bank, runtime};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-
-/// The ORM transfer: a scope on the first database, a nested one on the second.
-async fn orm_transfer(first: &str, second: &str, two_phase: bool) -> Result<()> {
-    let outer = ConnectionManager::using(first);
-    let outer = if two_phase { outer.two_phase() } else { outer };
-    outer
-        .transaction(async |tx| {
-            let mut payer = Account::find_for_update(tx, 1).await?;
-            payer.balance -= 1;
-            payer.save(tx).await?;
-            ConnectionManager::using(second)
-                .transaction(async |tx| {
-                    let mut payee = Account::find_for_update(tx, 1).await?;
-                    payee.balance += 1;
-                    payee.save(tx).await
-                })
-                .await
-        })
-        .await
-}
-
-/// The same statements by hand: two sqlx transactions, committed one after the other.
-macro_rules! sqlx_transfer {
-    ($pool1:expr, $pool2:expr, $begin:expr, $select:expr, $update:expr) => {{
-        let mut tx1 = $pool1.begin_with($begin).await.unwrap();
-        let (id, owner, balance): (i64, String, i64) =
-            sqlx::query_as($select).bind(1_i64).fetch_one(&mut *tx1).await.unwrap();
-        sqlx::query($update)
-            .bind(owner)
-            .bind(balance - 1)
-            .bind(id)
-            .execute(&mut *tx1)
-            .await
-            .unwrap();
-        let mut tx2 = $pool2.begin_with($begin).await.unwrap();
-        let (id, owner, balance): (i64, String, i64) =
-            sqlx::query_as($select).bind(1_i64).fetch_one(&mut *tx2).await.unwrap();
-        sqlx::query($update)
-            .bind(owner)
-            .bind(balance + 1)
-            .bind(id)
-            .execute(&mut *tx2)
-            .await
-            .unwrap();
-        tx1.commit().await.unwrap();
-        tx2.commit().await.unwrap();
-    }};
-}
-
-/// The hand-written transfer's statements for `backend`, as `&'static str` like a sqlx user's
-/// literals.
-fn transfer_sql(backend: Backend) -> (&'static str, &'static str) {
-    let p = |n| placeholder(backend, n);
-    let lock = if backend == Backend::Sqlite { "" } else { " FOR UPDATE" };
-    let select = format!("SELECT id, owner, balance FROM accounts WHERE id = {}{lock}", p(1));
-    let update = format!(
-        "UPDATE accounts SET owner = {}, balance = {} WHERE id = {}",
-        p(1),
-        p(2),
-        p(3)
-    );
-    (Box::leak(select.into_boxed_str()), Box::leak(update.into_boxed_str()))
-}
-
-async fn sqlx_transfer(one: &Database, two: &Database, (select, update): (&'static str, &'static str)) {
-    match one.backend() {
-        Backend::Sqlite => {
-            let (a, b) = (one.sqlite_pool().unwrap(), two.sqlite_pool().unwrap());
-            sqlx_transfer!(a, b, "BEGIN IMMEDIATE", select, update)
-        }
-        Backend::Postgres => {
-            let (a, b) = (one.postgres_pool().unwrap(), two.postgres_pool().unwrap());
-            sqlx_transfer!(a, b, "BEGIN", select, update)
-        }
-        Backend::MySql => unreachable!("the hand-written transfer runs on SQLite and PostgreSQL"),
-    }
-}
 
 fn best_effort_against_sqlx(c: &mut Criterion) {
     let rt = runtime();
@@ -102,11 +26,11 @@ fn best_effort_against_sqlx(c: &mut Criterion) {
         let two = rt.block_on(bank(backend, &format!("transfer_{label}_sqlx_2"), 1));
         group.bench_function(BenchmarkId::new(format!("{label}_best_effort"), "orm"), |b| {
             b.to_async(&rt)
-                .iter(|| async { orm_transfer(&first, &second, false).await.unwrap() })
+                .iter(|| async { ops::orm_transfer(&first, &second, false).await.unwrap() })
         });
-        let sql = transfer_sql(backend);
+        let sql = Sql::new(backend);
         group.bench_function(BenchmarkId::new(format!("{label}_best_effort"), "sqlx"), |b| {
-            b.to_async(&rt).iter(|| sqlx_transfer(&one, &two, sql))
+            b.to_async(&rt).iter(|| ops::sqlx_transfer(&one, &two, sql))
         });
         for (a, b) in [(first.as_str(), second.as_str()), (one.name(), two.name())] {
             let total = rt
@@ -134,12 +58,18 @@ fn two_phase_against_best_effort(c: &mut Criterion) {
     });
     let mut group = c.benchmark_group("strategy_postgres_mariadb");
     group.bench_function("best_effort", |b| {
-        b.to_async(&rt)
-            .iter(|| async { orm_transfer("strategy_pg", "strategy_mariadb", false).await.unwrap() })
+        b.to_async(&rt).iter(|| async {
+            ops::orm_transfer("strategy_pg", "strategy_mariadb", false)
+                .await
+                .unwrap()
+        })
     });
     group.bench_function("two_phase", |b| {
-        b.to_async(&rt)
-            .iter(|| async { orm_transfer("strategy_pg", "strategy_mariadb", true).await.unwrap() })
+        b.to_async(&rt).iter(|| async {
+            ops::orm_transfer("strategy_pg", "strategy_mariadb", true)
+                .await
+                .unwrap()
+        })
     });
     group.finish();
 }

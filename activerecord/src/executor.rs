@@ -142,18 +142,28 @@ impl Target<'_> {
         Error::from_sqlx(self.connection_name(), e)
     }
 
-    /// Runs a statement and maps every row it returns.
+    /// Runs a statement and maps every row it returns, each as it arrives (so that mapping
+    /// overlaps with receiving the rest).
     pub(crate) async fn fetch_all<T>(
         &self,
         sql: impl SqlSafeStr,
         args: Arguments,
         mut map: impl FnMut(RowRef<'_>) -> Result<T> + Send,
     ) -> Result<Vec<T>> {
+        use futures_util::TryStreamExt as _;
         let sql = sql.into_sql_str();
         on_target!(self, args, |exec, args| {
-            match sqlx::query_with(sql, args).fetch_all(exec).await {
-                Ok(rows) => rows.iter().map(|row| map(RowRef::from(row))).collect(),
-                Err(e) => Err(self.error(e)),
+            let mut rows = sqlx::query_with(sql, args).fetch(exec);
+            let mut mapped = Vec::new();
+            loop {
+                match rows.try_next().await {
+                    Ok(Some(row)) => match map(RowRef::from(&row)) {
+                        Ok(value) => mapped.push(value),
+                        Err(e) => break Err(e),
+                    },
+                    Ok(None) => break Ok(mapped),
+                    Err(e) => break Err(self.error(e)),
+                }
             }
         })
     }

@@ -3,6 +3,8 @@
 // Each benchmark uses part of this module.
 #![allow(dead_code)]
 
+pub mod ops;
+
 use activerecord::{ActiveRecord, Backend, ConnectionManager, Database, Model};
 
 #[derive(ActiveRecord, Debug, Clone)]
