@@ -1,6 +1,8 @@
-//! The ORM against raw sqlx, measured alternating: every round runs the ORM side, then the sqlx
-//! side, of each pair, on databases of their own. Drift over the run (WAL checkpoints, autovacuum,
-//! the page cache, other work on the machine) then falls on both sides alike, which a benchmark that
+//! The ORM against raw sqlx, measured alternating: every round runs both sides of each pair, each on
+//! a database of its own (seeded alike), the ORM first in even rounds and sqlx first in odd ones. Drift over the
+//! run (WAL checkpoints, autovacuum, the page cache, other work on the machine) then falls on both
+//! sides alike, and so does the cost of going first (on SQLite, the first fsync of a round also
+//! flushes what the round before left to the file system's journal), which a benchmark that
 //! measures one side after the other cannot promise. Prints a table of mean times and ratios.
 //!
 //! `cargo bench --bench interleaved`; results: docs/performance.md.
@@ -32,6 +34,23 @@ impl Timer {
     }
 }
 
+/// Runs both sides of a pair, in the order that alternates with `round`.
+async fn both(
+    round: u32,
+    orm: &mut Timer,
+    run_orm: impl Future<Output = ()>,
+    sqlx: &mut Timer,
+    run_sqlx: impl Future<Output = ()>,
+) {
+    if round.is_multiple_of(2) {
+        orm.time(round, run_orm).await;
+        sqlx.time(round, run_sqlx).await;
+    } else {
+        sqlx.time(round, run_sqlx).await;
+        orm.time(round, run_orm).await;
+    }
+}
+
 fn report(operation: &str, orm: &Timer, sqlx: &Timer) {
     let ratio = orm.mean().as_secs_f64() / sqlx.mean().as_secs_f64();
     println!(
@@ -52,27 +71,51 @@ fn main() {
         for backend in [Backend::Sqlite, Backend::Postgres] {
             let label = format!("{backend:?}").to_lowercase();
             let sql = Sql::new(backend);
-            let fresh = async |side: &str| bank(backend, &format!("interleaved_{label}_{side}"), 200).await;
-            let (orm_db, sqlx_db): (Database, Database) = (fresh("orm").await, fresh("sqlx").await);
+            let orm_db: &Database = &bank(backend, &format!("interleaved_{label}_orm"), 200).await;
+            let sqlx_db: &Database = &bank(backend, &format!("interleaved_{label}_sqlx"), 200).await;
             let mut timers: Vec<(Timer, Timer)> =
                 (0..4).map(|_| (Timer(Duration::ZERO), Timer(Duration::ZERO))).collect();
-            let mut account = Account::find(&orm_db, 7).await.unwrap();
+            let mut account = Account::find(orm_db, 7).await.unwrap();
             for round in 0..ROUNDS {
                 let [find, update, query, insert] = timers.as_mut_slice() else {
                     unreachable!()
                 };
-                find.0.time(round, ops::orm_find(&orm_db)).await;
-                find.1.time(round, ops::sqlx_find(&sqlx_db, sql)).await;
+                both(
+                    round,
+                    &mut find.0,
+                    ops::orm_find(orm_db),
+                    &mut find.1,
+                    ops::sqlx_find(sqlx_db, sql),
+                )
+                .await;
                 account.balance += 1;
-                update.0.time(round, ops::orm_update(&orm_db, account.clone())).await;
-                update
-                    .1
-                    .time(round, ops::sqlx_update(&sqlx_db, sql, account.clone()))
-                    .await;
-                query.0.time(round, ops::orm_query_100(&orm_db)).await;
-                query.1.time(round, ops::sqlx_query_100(&sqlx_db, sql)).await;
-                insert.0.time(round, ops::orm_insert(&orm_db)).await;
-                insert.1.time(round, ops::sqlx_insert(&sqlx_db, sql)).await;
+                let (mine, theirs) = (account.clone(), account.clone());
+                let orm_update = ops::orm_update(orm_db, mine);
+                both(
+                    round,
+                    &mut update.0,
+                    orm_update,
+                    &mut update.1,
+                    ops::sqlx_update(sqlx_db, sql, theirs),
+                )
+                .await;
+                let orm_query = ops::orm_query_100(orm_db);
+                both(
+                    round,
+                    &mut query.0,
+                    orm_query,
+                    &mut query.1,
+                    ops::sqlx_query_100(sqlx_db, sql),
+                )
+                .await;
+                both(
+                    round,
+                    &mut insert.0,
+                    ops::orm_insert(orm_db),
+                    &mut insert.1,
+                    ops::sqlx_insert(sqlx_db, sql),
+                )
+                .await;
             }
             for ((orm, sqlx), operation) in timers.iter().zip(["find", "update", "query, 100 rows", "insert"]) {
                 report(&format!("{label}: {operation}"), orm, sqlx);
@@ -82,14 +125,19 @@ fn main() {
             for name in &names {
                 bank(backend, name, 1).await;
             }
-            let (one, two) = (fresh("sqlx_transfer_1").await, fresh("sqlx_transfer_2").await);
+            let one = bank(backend, &format!("interleaved_{label}_sqlx_transfer_1"), 1).await;
+            let two = bank(backend, &format!("interleaved_{label}_sqlx_transfer_2"), 1).await;
             let (mut orm, mut sqlx) = (Timer(Duration::ZERO), Timer(Duration::ZERO));
             for round in 0..ROUNDS {
-                orm.time(round, async {
-                    ops::orm_transfer(&names[0], &names[1], false).await.unwrap()
-                })
+                let orm_transfer = async { ops::orm_transfer(&names[0], &names[1], false).await.unwrap() };
+                both(
+                    round,
+                    &mut orm,
+                    orm_transfer,
+                    &mut sqlx,
+                    ops::sqlx_transfer(&one, &two, sql),
+                )
                 .await;
-                sqlx.time(round, ops::sqlx_transfer(&one, &two, sql)).await;
             }
             report(&format!("{label}: transfer between two databases"), &orm, &sqlx);
         }
