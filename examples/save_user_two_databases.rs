@@ -2,11 +2,15 @@
 //! of work. B's column is too small for the value (the original's "值超出范围"), so B's insert
 //! fails, and A's insert is rolled back with it: neither database keeps the user.
 //!
-//! Run: `cargo run --example save_user_two_databases` (two SQLite files), or with
-//! `ACTIVERECORD_USER_DB_A_URL` / `ACTIVERECORD_USER_DB_B_URL` set to any supported URLs.
+//! Run it as the study's plain JTA setup, best effort, on two SQLite files:
+//! `cargo run --example save_user_two_databases`; or as its JOTM/Atomikos setup, with two-phase
+//! commit across PostgreSQL (A) and MariaDB (B), started for the run:
+//! `cargo run --example save_user_two_databases -- --two-phase`.
+//! `ACTIVERECORD_USER_DB_A_URL` / `ACTIVERECORD_USER_DB_B_URL` name other databases.
 
 mod common;
 
+use activerecord::two_phase::{Coordinator, CoordinatorConfig};
 use activerecord::{ActiveRecord, Backend, ConnectionManager, Error, Model, Result};
 
 /// `t_user` in database A.
@@ -27,9 +31,11 @@ struct UserB {
     sex: String,
 }
 
-/// The service method: both inserts in one unit of work.
-async fn save_user(username: &str, sex_in_b: &str) -> Result<()> {
-    ConnectionManager::using("user_db_a")
+/// `UserServiceImpl.saveUser`: both inserts in one unit of work.
+async fn save_user(username: &str, sex_in_b: &str, two_phase: bool) -> Result<()> {
+    let scope = ConnectionManager::using("user_db_a");
+    let scope = if two_phase { scope.two_phase() } else { scope };
+    scope
         .transaction(async |a| {
             UserA::create(
                 a,
@@ -60,7 +66,12 @@ async fn save_user(username: &str, sex_in_b: &str) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let databases = common::connect(&["user_db_a", "user_db_b"]).await?;
+    let two_phase = std::env::args().any(|arg| arg == "--two-phase");
+    let databases = if two_phase {
+        common::servers::connect_servers(&[("user_db_a", Backend::Postgres), ("user_db_b", Backend::MySql)]).await?
+    } else {
+        common::connect(&["user_db_a", "user_db_b"]).await?
+    };
     let (a, b) = (&databases[0], &databases[1]);
     common::recreate_table(a, "t_user", "username VARCHAR(50) NOT NULL, gender VARCHAR(1) NOT NULL").await?;
     // SQLite does not enforce declared lengths: a CHECK does.
@@ -69,13 +80,15 @@ async fn main() -> Result<()> {
         Backend::Postgres | Backend::MySql => "sex VARCHAR(1) NOT NULL",
     };
     common::recreate_table(b, "t_user", &format!("name VARCHAR(50) NOT NULL, {sex}")).await?;
+    let log = std::env::temp_dir().join(format!("save-user-2pc-{}.db", std::process::id()));
+    if two_phase {
+        Coordinator::install(CoordinatorConfig::new("save_user").log_in_file(&log)).await?;
+    }
 
     let username = format!("user_{}", std::process::id() % 10_000);
-    save_user(&username, "1").await?;
+    save_user(&username, "1", two_phase).await?;
     println!("saveUser({username}, sex = \"1\"): saved in A and B");
-
-    let failed = save_user(&format!("{username}_2"), "男的").await;
-    match &failed {
+    match save_user(&format!("{username}_2"), "男的", two_phase).await {
         Err(Error::ConstraintViolation { connection, kind, .. }) => {
             println!("saveUser({username}_2, sex = \"男的\"): {kind} on {connection}; both databases rolled back")
         }
@@ -84,5 +97,6 @@ async fn main() -> Result<()> {
     let (in_a, in_b) = (UserA::count(a).await?, UserB::count(b).await?);
     println!("users in A: {in_a}, users in B: {in_b}");
     assert_eq!((in_a, in_b), (1, 1), "the failed saveUser left nothing behind");
+    let _ = std::fs::remove_file(log);
     Ok(())
 }

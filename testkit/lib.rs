@@ -13,6 +13,7 @@
 //!
 //! Each test gets a database of its own from [`fresh_database`].
 
+pub mod bank;
 mod server;
 
 use activerecord::Backend;

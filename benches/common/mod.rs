@@ -5,15 +5,10 @@
 
 pub mod ops;
 
-use activerecord::{ActiveRecord, Backend, ConnectionManager, Database, Model};
+use activerecord::{Backend, Database};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-#[derive(ActiveRecord, Debug, Clone)]
-#[activerecord(table = "accounts")]
-pub struct Account {
-    pub id: Option<i64>,
-    pub owner: String,
-    pub balance: i64,
-}
+pub use testkit::bank::Account;
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -23,35 +18,19 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-/// A new database on `backend` named `name`, with an accounts table of `rows` accounts.
+/// A new database on `backend` named `name`, with the bank's tables and `rows` accounts.
 pub async fn bank(backend: Backend, name: &str, rows: i64) -> Database {
-    let url = testkit::fresh_database(backend).await;
-    let db = ConnectionManager::configure(name, url.as_str())
+    let owners = (0..rows).map(|n| format!("owner {n}"));
+    testkit::bank::open(backend, name, owners, 1_000_000)
         .await
-        .expect("configure");
-    let key = match backend {
-        Backend::Sqlite => "INTEGER PRIMARY KEY",
-        Backend::Postgres => "BIGSERIAL PRIMARY KEY",
-        Backend::MySql => "BIGINT AUTO_INCREMENT PRIMARY KEY",
-    };
-    db.execute(&format!(
-        "CREATE TABLE accounts (id {key}, owner VARCHAR(100) NOT NULL, balance BIGINT NOT NULL)"
-    ))
-    .await
-    .expect("create table");
-    for n in 0..rows {
-        Account::create(
-            &db,
-            Account {
-                id: None,
-                owner: format!("owner {n}"),
-                balance: 1_000_000,
-            },
-        )
-        .await
-        .expect("seed");
-    }
-    db
+        .expect("open a bank")
+        .0
+}
+
+/// An owner name no account has yet (owners are unique).
+pub fn new_owner() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("new {}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// `?` or `$n` placeholders: the one thing the hand-written statements must vary by backend.

@@ -1,6 +1,6 @@
 //! Each measured operation twice: through the ORM, and as the same statements by hand with sqlx.
 
-use super::{Account, placeholder};
+use super::{Account, new_owner, placeholder};
 use activerecord::{Backend, ConnectionManager, Database, Model, Result, col};
 use std::hint::black_box;
 
@@ -67,7 +67,7 @@ pub async fn orm_insert(db: &Database) {
             db,
             Account {
                 id: None,
-                owner: "new".into(),
+                owner: new_owner(),
                 balance: 1,
             },
         )
@@ -78,15 +78,16 @@ pub async fn orm_insert(db: &Database) {
 
 pub async fn sqlx_insert(db: &Database, sql: Sql) {
     with_pool!(db, |pool| {
+        let owner = new_owner();
         let (id,): (i64,) = sqlx::query_as(sql.insert)
-            .bind("new")
+            .bind(&owner)
             .bind(1_i64)
             .fetch_one(pool)
             .await
             .unwrap();
         black_box(Account {
             id: Some(id),
-            owner: "new".into(),
+            owner,
             balance: 1,
         });
     })

@@ -9,25 +9,9 @@
 //! and prints one line: `committed=N rolled_back=N in_flight=N finished=N errors=N`.
 
 use activerecord::two_phase::{Coordinator, CoordinatorConfig, Step};
-use activerecord::{ActiveRecord, ConnectionManager, Error, Model, Result};
+use activerecord::{ConnectionManager, Result};
 use std::io::Write;
 use std::time::Duration;
-
-#[derive(ActiveRecord, Debug)]
-#[activerecord(table = "accounts")]
-struct Account {
-    id: Option<i64>,
-    owner: String,
-    balance: i64,
-}
-
-#[derive(ActiveRecord, Debug)]
-#[activerecord(table = "movements")]
-struct Movement {
-    id: Option<i64>,
-    account_id: i64,
-    amount: i64,
-}
 
 fn stops_at(step: &Step, wanted: &str) -> bool {
     matches!(
@@ -60,40 +44,7 @@ async fn main() -> Result<()> {
                 }
             });
             Coordinator::install(config).await?;
-            ConnectionManager::using("first")
-                .two_phase()
-                .transaction(async |tx| {
-                    let mut payer = Account::find_for_update(tx, 1).await?;
-                    payer.balance -= 10;
-                    payer.save(tx).await?;
-                    Movement::create(
-                        tx,
-                        Movement {
-                            id: None,
-                            account_id: 1,
-                            amount: -10,
-                        },
-                    )
-                    .await?;
-                    ConnectionManager::using("second")
-                        .transaction(async |tx| {
-                            let mut payee = Account::find_for_update(tx, 1).await?;
-                            payee.balance += 10;
-                            payee.save(tx).await?;
-                            Movement::create(
-                                tx,
-                                Movement {
-                                    id: None,
-                                    account_id: 1,
-                                    amount: 10,
-                                },
-                            )
-                            .await?;
-                            Ok::<_, Error>(())
-                        })
-                        .await
-                })
-                .await?;
+            testkit::bank::transfer(("first", 1), ("second", 1), 10, true).await?;
             println!("COMMITTED");
         }
         "recover" => {

@@ -6,6 +6,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use testkit::bank::{Account, Movement};
+
 /// Generates one `#[tokio::test]` per backend for each scenario `async fn name(Backend) -> Result<()>`.
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {$(
@@ -41,15 +43,6 @@ pub async fn connect(backend: Backend, label: &str) -> Database {
 pub struct Ddl(pub Backend);
 
 impl Ddl {
-    /// An auto-incrementing 64-bit primary key.
-    pub fn serial_key(&self) -> &'static str {
-        match self.0 {
-            Backend::Sqlite => "INTEGER PRIMARY KEY",
-            Backend::Postgres => "BIGSERIAL PRIMARY KEY",
-            Backend::MySql => "BIGINT AUTO_INCREMENT PRIMARY KEY",
-        }
-    }
-
     /// An identifier quoted for the backend.
     pub fn quote(&self, ident: &str) -> String {
         match self.0 {
@@ -57,22 +50,6 @@ impl Ddl {
             Backend::Sqlite | Backend::Postgres => format!("\"{ident}\""),
         }
     }
-
-    pub fn accounts(&self) -> String {
-        format!(
-            "CREATE TABLE accounts (id {}, owner VARCHAR(100) NOT NULL UNIQUE, balance BIGINT NOT NULL)",
-            self.serial_key()
-        )
-    }
-}
-
-/// A bank account, as in the guide's examples.
-#[derive(ActiveRecord, Debug, Clone, PartialEq)]
-#[activerecord(table = "accounts")]
-pub struct Account {
-    pub id: Option<i64>,
-    pub owner: String,
-    pub balance: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,7 +125,7 @@ impl Ddl {
             Backend::Postgres => t.1,
             Backend::MySql => t.2,
         };
-        let mut columns = vec![format!("id {}", self.serial_key())];
+        let mut columns = vec![format!("id {}", testkit::bank::serial_key(self.0))];
         for (name, ty) in names.iter().zip(&types) {
             columns.push(format!("{} {} NOT NULL", self.quote(name), pick(ty)));
         }
@@ -225,49 +202,14 @@ pub fn sample_with_nulls() -> Sample {
     }
 }
 
-/// A movement of money on one account, written in the same transaction as the balance change, so
-/// that each database can be checked for half-done work: `balance = start + sum(movements)`.
-#[derive(ActiveRecord, Debug, Clone, PartialEq)]
-#[activerecord(table = "movements")]
-pub struct Movement {
-    pub id: Option<i64>,
-    pub account_id: i64,
-    pub amount: i64,
-}
-
-impl Ddl {
-    pub fn movements(&self) -> String {
-        format!(
-            "CREATE TABLE movements (id {}, account_id BIGINT NOT NULL, amount BIGINT NOT NULL)",
-            self.serial_key()
-        )
-    }
-}
-
 /// A bank on one database: the accounts and movements tables, and one account per owner, each
 /// starting with 100. Returns the database and the account ids in `owners` order.
 pub async fn bank(backend: Backend, name: &str, owners: &[&str]) -> (Database, Vec<i64>) {
     testkit::init_logging();
-    let url = testkit::fresh_database(backend).await;
-    let db = ConnectionManager::configure(name, url.as_str()).await.unwrap();
-    let ddl = Ddl(backend);
-    db.execute(&ddl.accounts()).await.unwrap();
-    db.execute(&ddl.movements()).await.unwrap();
-    let mut ids = Vec::new();
-    for owner in owners {
-        let account = Account::create(
-            &db,
-            Account {
-                id: None,
-                owner: (*owner).into(),
-                balance: 100,
-            },
-        )
+    let owners = owners.iter().map(|o| (*o).to_owned());
+    testkit::bank::open(backend, name, owners, 100)
         .await
-        .unwrap();
-        ids.push(account.id.unwrap());
-    }
-    (db, ids)
+        .unwrap_or_else(|e| panic!("open bank {name}: {e}"))
 }
 
 /// Every connection the pool holds, checked out at once and asked whether it is inside a

@@ -1,7 +1,7 @@
 //! The connection registry: names, bad configurations, password redaction, TOML files, and the
 //! `Using` and `Ambient` executors.
 
-use crate::common::{Account, Ddl, connect};
+use crate::common::{Account, connect};
 use activerecord::{ActiveRecord, Ambient, Backend, ConnectionManager, DatabaseConfig, Error, Model};
 use std::time::Duration;
 
@@ -147,7 +147,7 @@ struct BankAccount {
 #[tokio::test]
 async fn ambient_uses_the_models_database() {
     let db = connect(Backend::Sqlite, "ambient_setup").await;
-    db.execute(&Ddl(Backend::Sqlite).accounts()).await.unwrap();
+    testkit::bank::create_tables(&db).await.unwrap();
     ConnectionManager::configure("ambient_bank", db.url().expose())
         .await
         .unwrap();

@@ -60,7 +60,7 @@ async fn update_writes_every_column(backend: Backend) -> Result<()> {
 
 async fn generated_keys_come_back_in_order(backend: Backend) -> Result<()> {
     let db = connect(backend, "keys").await;
-    db.execute(&Ddl(backend).accounts()).await?;
+    testkit::bank::create_tables(&db).await?;
     let mut ids = Vec::new();
     for n in 0..5 {
         let account = Account::create(
@@ -82,7 +82,7 @@ async fn generated_keys_come_back_in_order(backend: Backend) -> Result<()> {
 
 async fn hostile_strings_are_only_data(backend: Backend) -> Result<()> {
     let db = connect(backend, "hostile").await;
-    db.execute(&Ddl(backend).accounts()).await?;
+    testkit::bank::create_tables(&db).await?;
     let hostile = "'; DROP TABLE accounts; --";
     let saved = Account::create(
         &db,
@@ -120,7 +120,7 @@ async fn hostile_strings_are_only_data(backend: Backend) -> Result<()> {
 
 async fn missing_rows_are_not_found(backend: Backend) -> Result<()> {
     let db = connect(backend, "missing").await;
-    db.execute(&Ddl(backend).accounts()).await?;
+    testkit::bank::create_tables(&db).await?;
     let err = Account::find(&db, 404).await.unwrap_err();
     assert!(
         matches!(err, Error::NotFound { table: "accounts", key_column: "id", ref key } if key == "404"),
@@ -141,7 +141,7 @@ async fn missing_rows_are_not_found(backend: Backend) -> Result<()> {
 
 async fn constraint_violations_are_typed(backend: Backend) -> Result<()> {
     let db = connect(backend, "constraints").await;
-    db.execute(&Ddl(backend).accounts()).await?;
+    testkit::bank::create_tables(&db).await?;
     Account::create(
         &db,
         Account {
@@ -230,7 +230,7 @@ async fn application_keys_upsert(backend: Backend) -> Result<()> {
 
 async fn reload_and_delete(backend: Backend) -> Result<()> {
     let db = connect(backend, "reload").await;
-    db.execute(&Ddl(backend).accounts()).await?;
+    testkit::bank::create_tables(&db).await?;
     let mut mine = Account::create(
         &db,
         Account {

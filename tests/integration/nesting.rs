@@ -1,7 +1,7 @@
 //! Scopes across databases (semantics.md, "Nesting" rules 2 to 5), on two SQLite files and on
 //! PostgreSQL + MariaDB together.
 
-use crate::common::{Account, Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank};
+use crate::common::{Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank};
 use activerecord::{Backend, ConnectionManager, Database, Error, Model, Result, fetch_column};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,44 +65,7 @@ struct Bank {
 /// The guide's best-effort transfer: debit in the first database, credit in a nested scope on the
 /// second; each change is recorded as a movement in the same transaction.
 async fn transfer(from: &Bank, to: &Bank, amount: i64) -> Result<()> {
-    ConnectionManager::using(&from.name)
-        .transaction(async |tx| {
-            // Locked until the end of the unit of work, so that concurrent transfers cannot lose
-            // each other's updates.
-            let mut payer = Account::find_for_update(tx, from.account).await?;
-            if payer.balance < amount {
-                return Err(Error::rejected("insufficient funds"));
-            }
-            payer.balance -= amount;
-            payer.save(tx).await?;
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: from.account,
-                    amount: -amount,
-                },
-            )
-            .await?;
-            ConnectionManager::using(&to.name)
-                .transaction(async |tx| {
-                    let mut payee = Account::find_for_update(tx, to.account).await?;
-                    payee.balance += amount;
-                    payee.save(tx).await?;
-                    Movement::create(
-                        tx,
-                        Movement {
-                            id: None,
-                            account_id: to.account,
-                            amount,
-                        },
-                    )
-                    .await?;
-                    Ok(())
-                })
-                .await
-        })
-        .await
+    testkit::bank::transfer((&from.name, from.account), (&to.name, to.account), amount, false).await
 }
 
 async fn assert_unchanged(one: &Bank, two: &Bank) {

@@ -1,6 +1,6 @@
 //! Queries with every operator, ordering, paging, counting, and typed errors for bad columns.
 
-use crate::common::{Account, Ddl, connect, on_every_backend};
+use crate::common::{Account, connect, on_every_backend};
 use activerecord::{Backend, ConnectionManager, Database, DatabaseConfig, Error, Model, Order, Result, col};
 
 on_every_backend!(
@@ -14,7 +14,7 @@ on_every_backend!(
 /// Five accounts: ann 10, bob 20, cy 30, dee 40, ed 50.
 async fn bank(backend: Backend, label: &str) -> Result<Database> {
     let db = connect(backend, label).await;
-    db.execute(&Ddl(backend).accounts()).await?;
+    testkit::bank::create_tables(&db).await?;
     for (owner, balance) in [("ann", 10), ("bob", 20), ("cy", 30), ("dee", 40), ("ed", 50)] {
         Account::create(
             &db,

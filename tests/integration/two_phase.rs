@@ -1,7 +1,7 @@
 //! Two-phase commit on PostgreSQL + MariaDB and PostgreSQL + PostgreSQL: commits, failed prepares,
 //! and a crash at each step of the protocol followed by recovery in a fresh process.
 
-use crate::common::{Account, Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank};
+use crate::common::{Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank};
 use activerecord::two_phase::{Coordinator, CoordinatorConfig};
 use activerecord::{Backend, ConnectionManager, Database, Error, Model, Result, fetch_column};
 use std::io::{BufRead, BufReader};
@@ -116,40 +116,7 @@ async fn assert_consistent(pair: &Pair, applied: bool) {
 
 /// The transfer of `two_phase_child`, in this process.
 async fn transfer(pair: &Pair, amount: i64) -> Result<()> {
-    ConnectionManager::using(&pair.names[0])
-        .two_phase()
-        .transaction(async |tx| {
-            let mut payer = Account::find_for_update(tx, 1).await?;
-            payer.balance -= amount;
-            payer.save(tx).await?;
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: 1,
-                    amount: -amount,
-                },
-            )
-            .await?;
-            ConnectionManager::using(&pair.names[1])
-                .transaction(async |tx| {
-                    let mut payee = Account::find_for_update(tx, 1).await?;
-                    payee.balance += amount;
-                    payee.save(tx).await?;
-                    Movement::create(
-                        tx,
-                        Movement {
-                            id: None,
-                            account_id: 1,
-                            amount,
-                        },
-                    )
-                    .await?;
-                    Ok::<_, Error>(())
-                })
-                .await
-        })
-        .await
+    testkit::bank::transfer((&pair.names[0], 1), (&pair.names[1], 1), amount, true).await
 }
 
 async fn a_two_phase_transfer_commits_both(first: Backend, second: Backend) -> Result<()> {
@@ -429,9 +396,7 @@ async fn disabled_prepared_transactions_say_how_to_fix_them() {
     let db = ConnectionManager::configure("tpc_disabled", url.as_str())
         .await
         .unwrap();
-    db.execute(&crate::common::Ddl(Backend::Postgres).movements())
-        .await
-        .unwrap();
+    testkit::bank::create_tables(&db).await.unwrap();
     let (pg, _) = bank(Backend::Postgres, "tpc_disabled_other", &["bob"]).await;
     let err = ConnectionManager::using("tpc_disabled")
         .two_phase()
