@@ -2,7 +2,7 @@
 //! accounts, and movements that record every change of a balance in the same transaction, so that
 //! each database can be checked for half-done work (`balance = start + sum(movements)`).
 
-use activerecord::{ActiveRecord, Backend, ConnectionManager, Database, Error, Model, Result};
+use activerecord::{ActiveRecord, Backend, ConnectionManager, Database, Error, Executor, Model, Result};
 
 /// A bank account, as in the guide's examples.
 #[derive(ActiveRecord, Debug, Clone, PartialEq)]
@@ -20,6 +20,21 @@ pub struct Movement {
     pub id: Option<i64>,
     pub account_id: i64,
     pub amount: i64,
+}
+
+impl Movement {
+    /// Records a movement of `amount` on account `account_id`.
+    pub async fn record<C: Executor + ?Sized>(conn: &C, account_id: i64, amount: i64) -> Result<Movement> {
+        Movement::create(
+            conn,
+            Movement {
+                id: None,
+                account_id,
+                amount,
+            },
+        )
+        .await
+    }
 }
 
 /// An auto-incrementing 64-bit primary key on `backend`.
@@ -86,29 +101,13 @@ pub async fn transfer(from: (&str, i64), to: (&str, i64), amount: i64, two_phase
             }
             payer.balance -= amount;
             payer.save(tx).await?;
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: from.1,
-                    amount: -amount,
-                },
-            )
-            .await?;
+            Movement::record(tx, from.1, -amount).await?;
             ConnectionManager::using(to.0)
                 .transaction(async |tx| {
                     let mut payee = Account::find_for_update(tx, to.1).await?;
                     payee.balance += amount;
                     payee.save(tx).await?;
-                    Movement::create(
-                        tx,
-                        Movement {
-                            id: None,
-                            account_id: to.1,
-                            amount,
-                        },
-                    )
-                    .await?;
+                    Movement::record(tx, to.1, amount).await?;
                     Ok(())
                 })
                 .await

@@ -117,27 +117,9 @@ async fn a_failure_after_the_inner_scope_changes_nothing(first: Backend, second:
     let (one, two) = two_banks(first, second, "nest_after").await;
     let err = ConnectionManager::using(&one.name)
         .transaction(async |tx| {
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: one.account,
-                    amount: -1,
-                },
-            )
-            .await?;
+            Movement::record(tx, one.account, -1).await?;
             ConnectionManager::using(&two.name)
-                .transaction(async |tx| {
-                    Movement::create(
-                        tx,
-                        Movement {
-                            id: None,
-                            account_id: two.account,
-                            amount: 1,
-                        },
-                    )
-                    .await
-                })
+                .transaction(async |tx| Movement::record(tx, two.account, 1).await)
                 .await?;
             Err::<(), _>(Error::rejected("the outer body fails after the inner scope succeeded"))
         })
@@ -163,26 +145,10 @@ async fn a_failed_second_commit_is_a_partial_commit(first: Backend, second: Back
     }
     let err = ConnectionManager::using(&one.name)
         .transaction(async |tx| {
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: one.account,
-                    amount: -10,
-                },
-            )
-            .await?;
+            Movement::record(tx, one.account, -10).await?;
             ConnectionManager::using(&two.name)
                 .transaction(async |tx| {
-                    Movement::create(
-                        tx,
-                        Movement {
-                            id: None,
-                            account_id: two.account,
-                            amount: 10,
-                        },
-                    )
-                    .await?;
+                    Movement::record(tx, two.account, 10).await?;
                     if second == Backend::Sqlite {
                         tx.execute("INSERT INTO holds (account_id) VALUES (424242)").await?;
                     }
@@ -234,15 +200,7 @@ async fn hooks_wait_for_every_database(first: Backend, second: Backend) -> Resul
                     .transaction(async |tx| {
                         tx.after_commit(log("committed"));
                         tx.after_rollback(log("rolled back"));
-                        Movement::create(
-                            tx,
-                            Movement {
-                                id: None,
-                                account_id: two.account,
-                                amount: 0,
-                            },
-                        )
-                        .await
+                        Movement::record(tx, two.account, 0).await
                     })
                     .await?;
                 assert_eq!(
@@ -266,28 +224,10 @@ async fn requires_new_commits_at_its_own_end(first: Backend, second: Backend) ->
     let (one, two) = two_banks(first, second, "nest_new").await;
     let _ = ConnectionManager::using(&one.name)
         .transaction(async |tx| {
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: one.account,
-                    amount: -1,
-                },
-            )
-            .await?;
+            Movement::record(tx, one.account, -1).await?;
             ConnectionManager::using(&two.name)
                 .requires_new()
-                .transaction(async |tx| {
-                    Movement::create(
-                        tx,
-                        Movement {
-                            id: None,
-                            account_id: two.account,
-                            amount: 1,
-                        },
-                    )
-                    .await
-                })
+                .transaction(async |tx| Movement::record(tx, two.account, 1).await)
                 .await?;
             Err::<(), _>(Error::rejected("the outer scope fails"))
         })
@@ -314,26 +254,10 @@ async fn cancellation_leaves_no_open_transaction(first: Backend, second: Backend
     );
     // Dropped while the inner body waits, with writes made on both databases.
     let parked = ConnectionManager::using(&one.name).transaction(async |tx| {
-        Movement::create(
-            tx,
-            Movement {
-                id: None,
-                account_id: one.account,
-                amount: -1,
-            },
-        )
-        .await?;
+        Movement::record(tx, one.account, -1).await?;
         ConnectionManager::using(&two.name)
             .transaction(async |tx| {
-                Movement::create(
-                    tx,
-                    Movement {
-                        id: None,
-                        account_id: two.account,
-                        amount: 1,
-                    },
-                )
-                .await?;
+                Movement::record(tx, two.account, 1).await?;
                 std::future::pending::<()>().await;
                 Ok::<_, Error>(())
             })

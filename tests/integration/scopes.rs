@@ -49,15 +49,7 @@ async fn err_rolls_back(backend: Backend) -> Result<()> {
             let mut ann = Account::find(tx, ids[0]).await?;
             ann.balance = 0;
             ann.save(tx).await?;
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: ids[0],
-                    amount: -100,
-                },
-            )
-            .await?;
+            Movement::record(tx, ids[0], -100).await?;
             Err::<(), _>(Error::rejected("changed my mind"))
         })
         .await
@@ -101,28 +93,12 @@ async fn savepoint_rollback_is_survived_by_the_outer_scope(backend: Backend) -> 
     let (db, ids) = bank(backend, &name, &["ann", "bob"]).await;
     ConnectionManager::using(&name)
         .transaction(async |tx| {
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: ids[0],
-                    amount: 1,
-                },
-            )
-            .await?;
+            Movement::record(tx, ids[0], 1).await?;
             // A failing statement inside a nested scope: on PostgreSQL it aborts the transaction
             // until the savepoint is rolled back.
             let inner = ConnectionManager::using(&name)
                 .transaction(async |tx| {
-                    Movement::create(
-                        tx,
-                        Movement {
-                            id: None,
-                            account_id: ids[1],
-                            amount: 2,
-                        },
-                    )
-                    .await?;
+                    Movement::record(tx, ids[1], 2).await?;
                     Account::create(
                         tx,
                         Account {
@@ -136,15 +112,7 @@ async fn savepoint_rollback_is_survived_by_the_outer_scope(backend: Backend) -> 
                 .await;
             assert!(matches!(inner, Err(Error::ConstraintViolation { .. })), "{inner:?}");
             // The outer scope goes on after handling the error.
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: ids[0],
-                    amount: 3,
-                },
-            )
-            .await?;
+            Movement::record(tx, ids[0], 3).await?;
             Ok::<_, Error>(())
         })
         .await?;
@@ -159,15 +127,7 @@ async fn a_swallowed_statement_failure(backend: Backend) -> Result<()> {
     let (db, ids) = bank(backend, &name, &["ann"]).await;
     let outcome = ConnectionManager::using(&name)
         .transaction(async |tx| {
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: ids[0],
-                    amount: 5,
-                },
-            )
-            .await?;
+            Movement::record(tx, ids[0], 5).await?;
             let duplicate = Account::create(
                 tx,
                 Account {
@@ -208,30 +168,12 @@ async fn read_only_scopes_refuse_writes(backend: Backend) -> Result<()> {
     assert_eq!(read.balance, 100);
     let write = ConnectionManager::using(&name)
         .read_only()
-        .transaction(async |tx| {
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: ids[0],
-                    amount: 1,
-                },
-            )
-            .await
-        })
+        .transaction(async |tx| Movement::record(tx, ids[0], 1).await)
         .await;
     assert!(write.is_err(), "a read-only scope refuses writes");
     assert_eq!(Movement::count(&db).await?, 0);
     // The connection is writable again for the next user.
-    Movement::create(
-        &db,
-        Movement {
-            id: None,
-            account_id: ids[0],
-            amount: 1,
-        },
-    )
-    .await?;
+    Movement::record(&db, ids[0], 1).await?;
     assert_no_open_transactions(&db).await;
     Ok(())
 }
@@ -243,15 +185,7 @@ async fn isolation_is_applied(backend: Backend) -> Result<()> {
         .isolation(Isolation::Serializable)
         .transaction(async |tx| {
             // InnoDB lists a transaction only once it has touched data.
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: ids[0],
-                    amount: 1,
-                },
-            )
-            .await?;
+            Movement::record(tx, ids[0], 1).await?;
             match backend {
                 Backend::Postgres => fetch_column::<String, _>(tx, "SHOW transaction_isolation").await,
                 Backend::MySql => {
@@ -278,15 +212,7 @@ async fn timeouts_roll_back(backend: Backend) -> Result<()> {
     let err = ConnectionManager::using(&name)
         .timeout(Duration::from_millis(200))
         .transaction(async |tx| {
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: ids[0],
-                    amount: 1,
-                },
-            )
-            .await?;
+            Movement::record(tx, ids[0], 1).await?;
             tokio::time::sleep(Duration::from_secs(30)).await;
             Ok::<_, Error>(())
         })
@@ -355,15 +281,7 @@ async fn hooks_run_once_after_the_outcome(backend: Backend) -> Result<()> {
                 events.lock().unwrap().is_empty(),
                 "no hook runs before the outermost scope ends"
             );
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: ids[0],
-                    amount: 1,
-                },
-            )
-            .await
+            Movement::record(tx, ids[0], 1).await
         })
         .await?;
     assert_eq!(*events.lock().unwrap(), ["outer committed", "inner committed"]);
@@ -391,15 +309,7 @@ async fn scopes_run_inside_spawned_tasks(backend: Backend) -> Result<()> {
             tokio::spawn(async move {
                 ConnectionManager::using(&name)
                     .transaction(async |tx| {
-                        Movement::create(
-                            tx,
-                            Movement {
-                                id: None,
-                                account_id: id,
-                                amount: 1,
-                            },
-                        )
-                        .await?;
+                        Movement::record(tx, id, 1).await?;
                         // Work spawned from inside a scope does not run in it.
                         let outside =
                             tokio::spawn(async move { Movement::count(&ConnectionManager::using(&name)).await });

@@ -143,26 +143,10 @@ async fn a_failed_prepare_rolls_every_branch_back(first: Backend, second: Backen
     let err = ConnectionManager::using(&pair.names[0])
         .two_phase()
         .transaction(async |tx| {
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: 1,
-                    amount: -10,
-                },
-            )
-            .await?;
+            Movement::record(tx, 1, -10).await?;
             ConnectionManager::using(&pair.names[1])
                 .transaction(async |tx| {
-                    Movement::create(
-                        tx,
-                        Movement {
-                            id: None,
-                            account_id: 1,
-                            amount: 10,
-                        },
-                    )
-                    .await?;
+                    Movement::record(tx, 1, 10).await?;
                     tx.execute("INSERT INTO holds (account_id) VALUES (424242)").await
                 })
                 .await
@@ -189,39 +173,15 @@ async fn tpc_calls_commit_and_roll_back(first: Backend, second: Backend) -> Resu
     let xid = format!("manual-{}-{n}", std::process::id());
     let one = pair.dbs[0].tpc_begin(&format!("{xid}-a")).await?;
     let two = pair.dbs[1].tpc_begin(&format!("{xid}-b")).await?;
-    Movement::create(
-        &one,
-        Movement {
-            id: None,
-            account_id: 1,
-            amount: -1,
-        },
-    )
-    .await?;
-    Movement::create(
-        &two,
-        Movement {
-            id: None,
-            account_id: 1,
-            amount: 1,
-        },
-    )
-    .await?;
+    Movement::record(&one, 1, -1).await?;
+    Movement::record(&two, 1, 1).await?;
     one.tpc_prepare().await?;
     two.tpc_prepare().await?;
     one.tpc_commit().await?;
     two.tpc_commit().await?;
     // Prepared, then rolled back.
     let three = pair.dbs[0].tpc_begin(&format!("{xid}-c")).await?;
-    Movement::create(
-        &three,
-        Movement {
-            id: None,
-            account_id: 1,
-            amount: -5,
-        },
-    )
-    .await?;
+    Movement::record(&three, 1, -5).await?;
     three.tpc_prepare().await?;
     three.tpc_rollback().await?;
     for db in &pair.dbs {
@@ -349,17 +309,7 @@ async fn sqlite_cannot_take_part() {
     let (db, ids) = bank(Backend::Sqlite, "tpc_sqlite", &["ann"]).await;
     let err = ConnectionManager::using("tpc_sqlite")
         .two_phase()
-        .transaction(async |tx| {
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: ids[0],
-                    amount: 1,
-                },
-            )
-            .await
-        })
+        .transaction(async |tx| Movement::record(tx, ids[0], 1).await)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("SQLite cannot prepare"), "{err}");
@@ -370,15 +320,7 @@ async fn sqlite_cannot_take_part() {
     let err = ConnectionManager::using("tpc_sqlite_pg")
         .two_phase()
         .transaction(async |tx| {
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: 1,
-                    amount: 1,
-                },
-            )
-            .await?;
+            Movement::record(tx, 1, 1).await?;
             ConnectionManager::using("tpc_sqlite")
                 .transaction(async |_| Ok::<_, Error>(()))
                 .await
@@ -401,27 +343,9 @@ async fn disabled_prepared_transactions_say_how_to_fix_them() {
     let err = ConnectionManager::using("tpc_disabled")
         .two_phase()
         .transaction(async |tx| {
-            Movement::create(
-                tx,
-                Movement {
-                    id: None,
-                    account_id: 1,
-                    amount: 1,
-                },
-            )
-            .await?;
+            Movement::record(tx, 1, 1).await?;
             ConnectionManager::using("tpc_disabled_other")
-                .transaction(async |tx| {
-                    Movement::create(
-                        tx,
-                        Movement {
-                            id: None,
-                            account_id: 1,
-                            amount: 1,
-                        },
-                    )
-                    .await
-                })
+                .transaction(async |tx| Movement::record(tx, 1, 1).await)
                 .await
         })
         .await
