@@ -143,6 +143,16 @@ fn push_param(sql: &mut String, args: &mut Arguments, backend: Backend, value: &
 }
 
 /// Sort direction for [`Query::order_by`].
+///
+/// ```
+/// use activerecord::{ActiveRecord, Model, Order};
+///
+/// #[derive(ActiveRecord)]
+/// struct Account { id: Option<i64>, balance: i64 }
+///
+/// let richest_first = Account::query().order_by("balance", Order::Desc).order_by("id", Order::Asc);
+/// # let _ = richest_first;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
     /// Smallest first.

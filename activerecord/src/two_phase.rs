@@ -243,6 +243,19 @@ struct BranchRecord {
 /// The two-phase commit coordinator: its name, its decision log, and recovery.
 ///
 /// Install one at start-up with [`Coordinator::install`]; [`Using::two_phase`] scopes use it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+/// use activerecord::two_phase::{Coordinator, CoordinatorConfig};
+///
+/// let log = std::env::temp_dir().join(format!("coordinator-doc-{}.db", std::process::id()));
+/// let (coordinator, recovered) = Coordinator::install(CoordinatorConfig::new("doc").log_in_file(&log)).await?;
+/// assert_eq!(coordinator.name(), "doc");
+/// assert!(recovered.is_empty(), "nothing was left prepared by an earlier run");
+/// assert_eq!(Coordinator::installed()?.name(), "doc");
+/// # std::fs::remove_file(log).ok();
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Coordinator {
     inner: Arc<CoordinatorInner>,
@@ -621,6 +634,11 @@ fn is_already_finished(error: &Error) -> bool {
 }
 
 /// What a recovery run did. Each entry is `connection:gtrid-branch`.
+///
+/// ```
+/// let report = activerecord::two_phase::RecoveryReport::default();
+/// assert!(report.is_empty());
+/// ```
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// Branches committed because their decision was in the log.
@@ -656,7 +674,19 @@ impl Using {
 impl Database {
     /// Begins a two-phase transaction on this connection under `xid` (DB-API `tpc_begin`): a
     /// transaction you prepare, then commit or roll back, yourself. `xid` is 1 to 64 ASCII
-    /// letters, digits, `-` or `_`.
+    /// letters, digits, `-` or `_`. PostgreSQL and MySQL/MariaDB only: `examples/
+    /// two_phase_commit_transfer.rs` shows the whole protocol.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::{ConnectionManager, Error};
+    ///
+    /// let db = ConnectionManager::configure("tpc_doc", "sqlite::memory:").await?;
+    /// let refused = db.tpc_begin("transfer-42").await.unwrap_err();
+    /// assert!(refused.to_string().contains("SQLite cannot prepare a transaction"));
+    /// assert!(db.tpc_begin("x'; DROP TABLE t; --").await.is_err(), "ids are checked before they reach SQL");
+    /// # Ok(()) }
+    /// ```
     pub async fn tpc_begin(&self, xid: &str) -> Result<TpcTransaction> {
         validate_id(xid)?;
         let branch = BranchId::new(xid, 0);

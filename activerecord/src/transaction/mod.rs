@@ -38,6 +38,20 @@ use std::time::Duration;
 
 /// Transaction isolation levels. SQLite always runs serializable, which is at least as strict as
 /// any level asked for.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+/// use activerecord::{ConnectionManager, Isolation, fetch_column};
+///
+/// ConnectionManager::configure("isolation_doc", "sqlite::memory:").await?;
+/// let answer = ConnectionManager::using("isolation_doc")
+///     .isolation(Isolation::Serializable)
+///     .read_only()
+///     .transaction(async |tx| fetch_column::<i64, _>(tx, "SELECT 42").await)
+///     .await?;
+/// assert_eq!(answer, [42]);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
     /// `READ UNCOMMITTED`
