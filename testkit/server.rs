@@ -328,6 +328,8 @@ fn postgres_user() -> Result<Option<(u32, u32)>, String> {
     }
 }
 
+/// Every test keeps the pools it opens until the process ends (up to 10 connections each), so the
+/// shared servers admit far more clients than their defaults.
 fn start_postgres(dir: &Path, port: u16, log: &Path, max_prepared_transactions: u32) -> Result<Child, String> {
     let initdb = find_program("initdb", &[])?;
     let postgres = find_program("postgres", &[])?;
@@ -358,7 +360,7 @@ fn start_postgres(dir: &Path, port: u16, log: &Path, max_prepared_transactions: 
         .arg(port.to_string())
         .arg("-k")
         .arg(dir)
-        .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=100", "-c"])
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=400", "-c"])
         .arg(format!("max_prepared_transactions={max_prepared_transactions}"))
         // Test data need not survive an operating system crash; commits stay synchronous.
         .args(["-c", "fsync=off"]);
@@ -395,7 +397,7 @@ fn start_mariadb(dir: &Path, port: u16, log: &Path) -> Result<Child, String> {
             "--innodb-flush-log-at-trx-commit=1",
             "--innodb-buffer-pool-size=32M",
             "--skip-log-bin",
-            "--max-connections=200",
+            "--max-connections=400",
             "--character-set-server=utf8mb4",
             "--collation-server=utf8mb4_unicode_ci",
         ])
