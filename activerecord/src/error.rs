@@ -80,9 +80,10 @@ pub enum Error {
         source: sqlx::Error,
     },
 
-    /// No pooled connection became free within the pool's acquire timeout.
+    /// No connection could be had within the pool's acquire timeout: every pooled connection was
+    /// busy, or a new one could not be opened (the server is down, or at its connection limit).
     #[error(
-        "timed out waiting for a free connection of {connection:?}; raise max_connections or acquire_timeout, or hold connections for less time"
+        "timed out waiting for a connection of {connection:?}: all were busy, or the server refused new ones (down, or at its connection limit); raise max_connections or acquire_timeout, hold connections for less time, or check the server"
     )]
     PoolTimeout {
         /// The connection name.

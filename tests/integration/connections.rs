@@ -166,3 +166,25 @@ async fn ambient_uses_the_models_database() {
     let err = Account::count(&Ambient).await.unwrap_err();
     assert!(err.to_string().contains("names no database"), "{err}");
 }
+
+#[tokio::test]
+async fn an_exhausted_pool_is_a_typed_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("busy.db").display());
+    let config = DatabaseConfig::new(url)
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(200));
+    let db = ConnectionManager::configure_with("exhausted", config).await.unwrap();
+    testkit::bank::create_tables(&db).await.unwrap();
+    // The scope holds the pool's only connection; the pool handle asks for another.
+    let err = ConnectionManager::using("exhausted")
+        .transaction(async |_tx| Account::count(&db).await)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::PoolTimeout { connection } if connection == "exhausted"),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert!(err.to_string().contains("max_connections"), "{err}");
+}
