@@ -67,33 +67,41 @@ fn endpoint(cell: &'static OnceLock<Result<Endpoint, String>>, kind: ServerKind)
 /// SQLite gets a new file in the process's scratch directory; PostgreSQL and MariaDB get a new
 /// database on the shared server.
 pub async fn fresh_database(backend: Backend) -> String {
-    let n = NEXT_DATABASE.fetch_add(1, Ordering::Relaxed);
-    let name = format!("test_{}_{n}", std::process::id());
     match backend {
         Backend::Sqlite => {
-            let path: PathBuf = scratch_dir().join(format!("{name}.db"));
+            let path: PathBuf = scratch_dir().join(format!("{}.db", new_database_name()));
             format!("sqlite://{}?mode=rwc", path.display())
         }
-        Backend::Postgres => {
-            let base = &endpoint(&POSTGRES, ServerKind::Postgres).base_url;
-            server::create_database(backend, base, &name).await;
-            format!("{base}/{name}")
-        }
-        Backend::MySql => {
-            let base = &endpoint(&MARIADB, ServerKind::MariaDb).base_url;
-            server::create_database(backend, base, &name).await;
-            format!("{base}/{name}")
-        }
+        Backend::Postgres => database_on(&POSTGRES, ServerKind::Postgres, backend).await,
+        Backend::MySql => database_on(&MARIADB, ServerKind::MariaDb, backend).await,
     }
 }
 
 /// A URL for a new, empty database on a PostgreSQL server with `max_prepared_transactions` = 0,
 /// as PostgreSQL is installed: two-phase commit is disabled there.
 pub async fn fresh_database_without_prepared_transactions() -> String {
-    let n = NEXT_DATABASE.fetch_add(1, Ordering::Relaxed);
-    let name = format!("test_{}_{n}", std::process::id());
-    let base = &endpoint(&POSTGRES_WITHOUT_2PC, ServerKind::PostgresWithoutPreparedTransactions).base_url;
-    server::create_database(Backend::Postgres, base, &name).await;
+    database_on(
+        &POSTGRES_WITHOUT_2PC,
+        ServerKind::PostgresWithoutPreparedTransactions,
+        Backend::Postgres,
+    )
+    .await
+}
+
+/// A name no other database of this process has.
+fn new_database_name() -> String {
+    format!(
+        "test_{}_{}",
+        std::process::id(),
+        NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates a new database on the shared server of `kind`; returns its URL.
+async fn database_on(cell: &'static OnceLock<Result<Endpoint, String>>, kind: ServerKind, backend: Backend) -> String {
+    let name = new_database_name();
+    let base = &endpoint(cell, kind).base_url;
+    server::create_database(backend, base, &name).await;
     format!("{base}/{name}")
 }
 

@@ -363,9 +363,9 @@ impl Coordinator {
     /// Commits the branches of one global transaction: prepare all, log the decision, commit
     /// each. Any failure before the decision is durable rolls every branch back.
     pub(crate) async fn commit(&self, gtrid: &str, branches: &[Arc<Participant>]) -> Result<()> {
-        for (i, participant) in branches.iter().enumerate() {
+        for participant in branches {
             if let Err(cause) = participant.prepare().await {
-                rollback_each(&branches[..i + 1], &branches[i + 1..]).await;
+                Participant::rollback_each(branches).await;
                 return Err(cause);
             }
         }
@@ -399,7 +399,7 @@ impl Coordinator {
             {
                 Ok(true) => {}
                 Ok(false) => {
-                    rollback_each(branches, &[]).await;
+                    Participant::rollback_each(branches).await;
                     return Err(cause);
                 }
                 Err(_) => {
@@ -562,16 +562,6 @@ impl Coordinator {
             Backend::Sqlite => Vec::new(),
         };
         Ok(branches)
-    }
-}
-
-/// Rolls back `prepared` (phase two) and `unprepared` (still open) branches, logging failures:
-/// recovery finishes whatever is left.
-async fn rollback_each(prepared: &[Arc<Participant>], unprepared: &[Arc<Participant>]) {
-    for participant in prepared.iter().chain(unprepared) {
-        if let Err(e) = participant.finish(Finish::Rollback).await {
-            tracing::warn!(connection = participant.name(), error = %e, "two-phase rollback failed; recovery will finish it");
-        }
     }
 }
 

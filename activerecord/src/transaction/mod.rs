@@ -220,9 +220,7 @@ impl Using {
         if !matches!(outcome, BodyOutcome::Returned(Ok(_))) {
             root.leave(&participant);
             root.discard_hooks(frame_id);
-            if let Err(e) = participant.finish(Finish::Rollback).await {
-                tracing::warn!(connection = participant.name(), error = %e, "rollback of a joined scope failed; its connection was closed");
-            }
+            Participant::rollback_each(std::slice::from_ref(&participant)).await;
         }
         outcome.into_result()
     }
@@ -245,7 +243,7 @@ where
     let frame_id = frame.id();
     let outcome = run_body(frame, options, body).await;
     if matches!(outcome, BodyOutcome::Returned(Ok(_))) {
-        participant.raw(&format!("RELEASE SAVEPOINT {savepoint}")).await?;
+        participant.release(&savepoint).await?;
     } else {
         root.discard_hooks(frame_id);
         participant.rollback_to(&savepoint).await?;
@@ -546,9 +544,7 @@ impl Root {
             if let Err(cause) = participant.finish(Finish::Commit).await {
                 self.committing.store(false, Ordering::SeqCst);
                 let rest = &participants[i + 1..];
-                for other in rest {
-                    let _ = other.finish(Finish::Rollback).await;
-                }
+                Participant::rollback_each(rest).await;
                 if i == 0 {
                     self.run_hooks(Outcome::RolledBack);
                     return Err(cause);
@@ -579,11 +575,7 @@ impl Root {
 
     async fn rollback_all(&self) {
         let participants = std::mem::take(&mut *lock(&self.participants));
-        for participant in participants.iter().rev() {
-            if let Err(e) = participant.finish(Finish::Rollback).await {
-                tracing::warn!(connection = participant.name(), error = %e, "rollback failed; the connection was closed, which rolls back");
-            }
-        }
+        Participant::rollback_each(&participants).await;
         self.run_hooks(Outcome::RolledBack);
     }
 

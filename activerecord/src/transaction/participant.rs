@@ -88,10 +88,10 @@ impl Participant {
     }
 
     /// Runs transaction-control SQL on the open transaction.
-    pub(crate) async fn raw(&self, sql: &str) -> Result<()> {
+    async fn raw(&self, sql: String) -> Result<()> {
         let mut slot = self.conn.lock().await;
         let conn = slot.as_mut().ok_or_else(|| self.ended())?;
-        conn.execute_text(Cow::Owned(sql.to_owned()))
+        conn.execute_text(Cow::Owned(sql))
             .await
             .map_err(|e| Error::from_sqlx(self.name(), e))
     }
@@ -101,16 +101,21 @@ impl Participant {
             "activerecord_savepoint_{}",
             self.next_savepoint.fetch_add(1, Ordering::Relaxed)
         );
-        self.raw(&format!("SAVEPOINT {name}")).await?;
+        self.raw(format!("SAVEPOINT {name}")).await?;
         Ok(name)
+    }
+
+    /// Keeps the work since `savepoint`, as part of the enclosing transaction.
+    pub(crate) async fn release(&self, savepoint: &str) -> Result<()> {
+        self.raw(format!("RELEASE SAVEPOINT {savepoint}")).await
     }
 
     /// Undoes the work since `savepoint`; on PostgreSQL this also makes a transaction that a
     /// failed statement aborted usable again.
     pub(crate) async fn rollback_to(&self, savepoint: &str) -> Result<()> {
-        self.raw(&format!("ROLLBACK TO SAVEPOINT {savepoint}")).await?;
+        self.raw(format!("ROLLBACK TO SAVEPOINT {savepoint}")).await?;
         self.aborted.store(false, Ordering::SeqCst);
-        self.raw(&format!("RELEASE SAVEPOINT {savepoint}")).await
+        self.release(savepoint).await
     }
 
     /// Phase one of two-phase commit: makes the branch durable and able to commit later, from any
@@ -182,6 +187,17 @@ impl Participant {
         }
         conn.in_transaction = false;
         Ok(())
+    }
+
+    /// Rolls back every one of `participants` (open or prepared). A failure is logged, not
+    /// returned: the connection that failed is closed, which rolls back an open transaction, and
+    /// recovery finishes a prepared one.
+    pub(crate) async fn rollback_each(participants: &[Arc<Participant>]) {
+        for participant in participants {
+            if let Err(e) = participant.finish(Finish::Rollback).await {
+                tracing::warn!(connection = participant.name(), error = %e, "rollback failed; closing the connection rolls an open transaction back, recovery finishes a prepared one");
+            }
+        }
     }
 
     fn finish_statements(&self, how: Finish) -> Vec<Cow<'static, str>> {
