@@ -493,8 +493,12 @@ impl Coordinator {
                     Finish::Rollback
                 };
                 match resolve(&database, &branch, how).await {
-                    Ok(()) if how == Finish::Commit => report.committed.push(branch.label(&name)),
-                    Ok(()) => report.rolled_back.push(branch.label(&name)),
+                    Ok(Resolution::Finished) if how == Finish::Commit => report.committed.push(branch.label(&name)),
+                    Ok(Resolution::Finished) => report.rolled_back.push(branch.label(&name)),
+                    Ok(Resolution::FinishingElsewhere) => {
+                        report.in_flight.push(branch.label(&name));
+                        still_prepared.push(branch.gtrid.clone());
+                    }
                     Err(e) => {
                         report.errors.push(format!("{}: {e}", branch.label(&name)));
                         still_prepared.push(branch.gtrid.clone());
@@ -586,9 +590,17 @@ impl PreparedBranch {
     }
 }
 
+/// What resolving a prepared branch came to.
+enum Resolution {
+    /// This run, or someone before it, finished the branch.
+    Finished,
+    /// Another session (another recovery, or the branch's own process) is finishing it right now.
+    FinishingElsewhere,
+}
+
 /// Commits or rolls back a prepared branch from any connection to its database. A branch that is
 /// already gone (finished by someone else) counts as done.
-async fn resolve(database: &Database, branch: &PreparedBranch, how: Finish) -> Result<()> {
+async fn resolve(database: &Database, branch: &PreparedBranch, how: Finish) -> Result<Resolution> {
     let verb = match how {
         Finish::Commit => "COMMIT",
         Finish::Rollback => "ROLLBACK",
@@ -602,25 +614,34 @@ async fn resolve(database: &Database, branch: &PreparedBranch, how: Finish) -> R
         ),
     };
     match database.execute(&sql).await {
-        Ok(()) => Ok(()),
-        Err(e) if is_already_finished(&e) => Ok(()),
+        Ok(()) => Ok(Resolution::Finished),
+        Err(e) if is_already_finished(&e) => Ok(Resolution::Finished),
+        Err(e) if is_being_finished(&e) => Ok(Resolution::FinishingElsewhere),
         Err(e) => Err(e),
     }
+}
+
+/// PostgreSQL's answer when another session holds the prepared transaction (55000, "prepared
+/// transaction with identifier ... is busy"): two recoveries racing for the same branch.
+fn is_being_finished(error: &Error) -> bool {
+    database_error(error).is_some_and(|db| db.code().as_deref() == Some("55000") && db.message().contains("is busy"))
 }
 
 /// PostgreSQL 42704 (no such prepared transaction), MySQL 1397 (XAER_NOTA) and 1402
 /// (XA_RBROLLBACK: an empty branch).
 fn is_already_finished(error: &Error) -> bool {
-    let Error::Query { source, .. } = error else {
-        return false;
-    };
-    let Some(db) = source.as_database_error() else {
-        return false;
-    };
-    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        return matches!(mysql.number(), 1397 | 1402);
+    database_error(error).is_some_and(|db| match db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        Some(mysql) => matches!(mysql.number(), 1397 | 1402),
+        None => db.code().as_deref() == Some("42704"),
+    })
+}
+
+/// The database's own error behind a failed statement.
+fn database_error(error: &Error) -> Option<&dyn sqlx::error::DatabaseError> {
+    match error {
+        Error::Query { source, .. } => source.as_database_error(),
+        _ => None,
     }
-    db.code().as_deref() == Some("42704")
 }
 
 /// What a recovery run did. Each entry is `connection:gtrid-branch`.
