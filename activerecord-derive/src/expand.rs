@@ -59,15 +59,18 @@ pub fn expand(model: &ModelDef<'_>) -> TokenStream {
         }
     });
 
-    let (key_getter, key_setter) = if key_generated {
+    let (key_getter, key_setter, key_clearer) = if key_generated {
         (
             quote!(self.#key_ident.as_ref()),
             quote!(self.#key_ident = ::core::option::Option::Some(key);),
+            quote!(self.#key_ident = ::core::option::Option::None;),
         )
     } else {
+        // An application-assigned key stays: the record is what the application says it is.
         (
             quote!(::core::option::Option::Some(&self.#key_ident)),
             quote!(self.#key_ident = key;),
+            quote!(),
         )
     };
 
@@ -105,6 +108,10 @@ pub fn expand(model: &ModelDef<'_>) -> TokenStream {
 
                 fn set_key(&mut self, key: Self::Key) {
                     #key_setter
+                }
+
+                fn clear_generated_key(&mut self) {
+                    #key_clearer
                 }
 
                 fn statements(

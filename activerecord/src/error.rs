@@ -31,6 +31,16 @@ pub enum Error {
         key: String,
     },
 
+    /// `update`, `delete` or `reload` of a record whose database-generated key is still `None`:
+    /// it was never saved, or it was deleted. Save it first.
+    #[error("cannot {operation} a `{table}` record that has no key yet (never saved, or deleted); save it first")]
+    NotSaved {
+        /// The model's table.
+        table: &'static str,
+        /// The operation that needs a key.
+        operation: &'static str,
+    },
+
     /// A connection name that was never configured.
     #[error(
         "no connection named {name:?} is configured (configured: {}); call ConnectionManager::configure first",
@@ -132,6 +142,19 @@ pub enum Error {
         column: String,
         /// The model's columns.
         columns: &'static [&'static str],
+    },
+
+    /// A bulk write (`delete_all`) on a query with no filter: it would touch every row of the
+    /// table. Add a filter, or mark the query [`unfiltered`](crate::Query::unfiltered) to mean
+    /// every row.
+    #[error(
+        "refusing to {operation} every row of `{table}`: the query has no filter; add one, or call .unfiltered() on the query to mean every row"
+    )]
+    Unfiltered {
+        /// The model's table.
+        table: &'static str,
+        /// The bulk operation that was refused.
+        operation: &'static str,
     },
 
     /// The application refused to go on (an invariant of the business rule failed, e.g.

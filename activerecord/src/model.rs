@@ -98,6 +98,11 @@ pub trait Model: Sized + Send + Sync + 'static {
     #[doc(hidden)]
     fn set_key(&mut self, key: Self::Key);
 
+    /// Forgets a database-generated key (after `delete`), so that the record is new again; does
+    /// nothing to a key the application assigns.
+    #[doc(hidden)]
+    fn clear_generated_key(&mut self);
+
     /// The model's statements for `backend`.
     #[doc(hidden)]
     fn statements(backend: Backend) -> &'static Statements;
@@ -218,7 +223,31 @@ pub trait Model: Sized + Send + Sync + 'static {
     }
 
     /// DELETEs the record's row; [`Error::NotFound`] if there is no such row.
-    fn delete<C: Executor + ?Sized>(&self, conn: &C) -> impl Future<Output = Result<()>> + Send {
+    ///
+    /// A record whose key the database generates becomes new again: its key is set back to
+    /// `None`, so that a later [`save`](Self::save) inserts it as a new row with a new key (as the
+    /// Python library does). A record whose key the application assigns keeps it, and a later
+    /// `save` inserts the row again under the same key. A record whose row someone else deleted is
+    /// not silently re-inserted: its `save` (an UPDATE) is [`Error::NotFound`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::{ActiveRecord, ConnectionManager, Model};
+    ///
+    /// #[derive(ActiveRecord, Debug)]
+    /// struct Note { id: Option<i64>, body: String }
+    ///
+    /// let db = ConnectionManager::configure("delete_doc", "sqlite::memory:").await?;
+    /// db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").await?;
+    /// let mut note = Note::create(&db, Note { id: None, body: "draft".into() }).await?;
+    /// note.delete(&db).await?;
+    /// assert_eq!(note.id, None, "deleted: new again");
+    /// note.save(&db).await?;
+    /// assert!(note.id.is_some(), "inserted again, with a new key");
+    /// assert_eq!(Note::count(&db).await?, 1);
+    /// # Ok(()) }
+    /// ```
+    fn delete<C: Executor + ?Sized>(&mut self, conn: &C) -> impl Future<Output = Result<()>> + Send {
         async move {
             let key = self.key().ok_or_else(|| unsaved::<Self>("delete"))?;
             let target = conn.target(Self::META.database)?;
@@ -229,6 +258,7 @@ pub trait Model: Sized + Send + Sync + 'static {
             if done.rows_affected == 0 {
                 return Err(not_found::<Self>(key));
             }
+            self.clear_generated_key();
             Ok(())
         }
     }
@@ -267,11 +297,11 @@ fn not_found<M: Model>(key: &M::Key) -> Error {
     }
 }
 
-fn unsaved<M: Model>(operation: &str) -> Error {
-    Error::Rejected(format!(
-        "cannot {operation} a `{}` record that has never been saved (its key is None)",
-        M::META.table
-    ))
+fn unsaved<M: Model>(operation: &'static str) -> Error {
+    Error::NotSaved {
+        table: M::META.table,
+        operation,
+    }
 }
 
 fn no_generated_key<M: Model>(target: &Target<'_>) -> Error {

@@ -186,8 +186,11 @@ pub enum Order {
 /// assert_eq!(Account::query().filter(col("owner").like("%y")).count(&db).await?, 1);
 /// # Ok(()) }
 /// ```
+#[must_use = "a query does nothing until it is run with `all`, `first`, `count`, `exists` or `delete_all`"]
 pub struct Query<M> {
     for_update: bool,
+    /// Set by [`Query::unfiltered`]: a bulk write without conditions is meant.
+    unfiltered: bool,
     conditions: Vec<Condition>,
     order: Vec<(Cow<'static, str>, Order)>,
     limit: Option<u64>,
@@ -203,6 +206,7 @@ impl<M> fmt::Debug for Query<M> {
             .field("limit", &self.limit)
             .field("offset", &self.offset)
             .field("for_update", &self.for_update)
+            .field("unfiltered", &self.unfiltered)
             .finish()
     }
 }
@@ -218,6 +222,7 @@ impl<M: Model> Query<M> {
     pub(crate) fn new() -> Self {
         Query {
             for_update: false,
+            unfiltered: false,
             conditions: Vec::new(),
             order: Vec::new(),
             limit: None,
@@ -243,6 +248,34 @@ impl<M: Model> Query<M> {
     /// write scopes hold the database's write lock from their start, this needs no SQL.
     pub fn for_update(mut self) -> Self {
         self.for_update = true;
+        self
+    }
+
+    /// Declares that this query means every row of the table, so that a bulk write without any
+    /// [`filter`](Self::filter) is allowed: without it, [`delete_all`](Self::delete_all) on a
+    /// query with no condition is refused with [`Error::Unfiltered`] (a forgotten filter must not
+    /// empty a table). Reads never need it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::{ActiveRecord, ConnectionManager, Error, Model};
+    ///
+    /// #[derive(ActiveRecord, Debug)]
+    /// struct Session { id: Option<i64>, user: String }
+    ///
+    /// let db = ConnectionManager::configure("unfiltered_doc", "sqlite::memory:").await?;
+    /// db.execute("CREATE TABLE sessions (id INTEGER PRIMARY KEY, user TEXT NOT NULL)").await?;
+    /// Session::create(&db, Session { id: None, user: "ann".into() }).await?;
+    ///
+    /// let refused = Session::query().delete_all(&db).await;
+    /// assert!(matches!(refused, Err(Error::Unfiltered { .. })));
+    /// assert_eq!(Session::count(&db).await?, 1, "nothing was deleted");
+    ///
+    /// assert_eq!(Session::query().unfiltered().delete_all(&db).await?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn unfiltered(mut self) -> Self {
+        self.unfiltered = true;
         self
     }
 
@@ -298,7 +331,11 @@ impl<M: Model> Query<M> {
     }
 
     /// Deletes every matching record (ignoring order, limit and offset); returns how many.
+    ///
+    /// A query with no [`filter`](Self::filter) is refused with [`Error::Unfiltered`] unless it
+    /// is marked [`unfiltered`](Self::unfiltered).
     pub async fn delete_all<C: Executor + ?Sized>(self, conn: &C) -> Result<u64> {
+        self.check_bulk_write("delete")?;
         let target = conn.target(M::META.database)?;
         let backend = target.backend();
         let mut sql = String::from("DELETE FROM ");
@@ -306,6 +343,17 @@ impl<M: Model> Query<M> {
         let mut args = target.arguments();
         self.push_where(&mut sql, &mut args, backend)?;
         Ok(target.execute(sqlx::AssertSqlSafe(sql), args).await?.rows_affected)
+    }
+
+    /// Refuses a bulk write that would touch every row without saying so.
+    fn check_bulk_write(&self, operation: &'static str) -> Result<()> {
+        if self.conditions.is_empty() && !self.unfiltered {
+            return Err(Error::Unfiltered {
+                table: M::META.table,
+                operation,
+            });
+        }
+        Ok(())
     }
 
     fn check_column(column: &str) -> Result<()> {

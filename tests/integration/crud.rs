@@ -14,6 +14,8 @@ on_every_backend!(
     missing_tables_are_schema_errors,
     application_keys_upsert,
     reload_and_delete,
+    save_after_delete_inserts_again,
+    natural_keys_are_kept_through_delete,
 );
 
 async fn every_type_round_trips(backend: Backend) -> Result<()> {
@@ -128,13 +130,14 @@ async fn missing_rows_are_not_found(backend: Backend) -> Result<()> {
     );
     assert_eq!(err.to_string(), "no row in `accounts` with id = 404");
 
-    let ghost = Account {
+    let mut ghost = Account {
         id: Some(404),
         owner: "ghost".into(),
         balance: 0,
     };
     assert!(matches!(ghost.update(&db).await, Err(Error::NotFound { .. })));
     assert!(matches!(ghost.delete(&db).await, Err(Error::NotFound { .. })));
+    assert_eq!(ghost.id, Some(404), "a failed delete keeps the key");
     assert_eq!(Account::find_by(&db, col("owner").eq("ghost")).await?, None);
     Ok(())
 }
@@ -247,12 +250,80 @@ async fn reload_and_delete(backend: Backend) -> Result<()> {
     assert_eq!(mine.balance, 99);
     mine.delete(&db).await?;
     assert_eq!(Account::count(&db).await?, 0);
-    assert!(matches!(mine.reload(&db).await, Err(Error::NotFound { .. })));
-    let unsaved = Account {
+    assert!(matches!(mine.reload(&db).await, Err(Error::NotSaved { .. })));
+    let mut unsaved = Account {
         id: None,
         owner: "new".into(),
         balance: 0,
     };
-    assert!(matches!(unsaved.delete(&db).await, Err(Error::Rejected(_))));
+    assert!(matches!(
+        unsaved.delete(&db).await,
+        Err(Error::NotSaved {
+            operation: "delete",
+            ..
+        })
+    ));
     Ok(())
+}
+
+async fn save_after_delete_inserts_again(backend: Backend) -> Result<()> {
+    let db = connect(backend, "resave").await;
+    testkit::bank::create_tables(&db).await?;
+    let mut record = Account::create(
+        &db,
+        Account {
+            id: None,
+            owner: "phoenix".into(),
+            balance: 7,
+        },
+    )
+    .await?;
+    record.delete(&db).await?;
+    assert_eq!(record.id, None, "delete forgets the generated key");
+    record.save(&db).await?;
+    // SQLite may hand out the same key again once the row with the highest key is gone.
+    let second_id = record.id.expect("inserted again");
+    assert_eq!(Account::find(&db, second_id).await?.owner, "phoenix");
+    assert_eq!(Account::count(&db).await?, 1);
+
+    // Someone else deletes the row: this copy still has its key, and save does not resurrect it.
+    let mut stale = Account::find(&db, second_id).await?;
+    Account::find(&db, second_id).await?.delete(&db).await?;
+    stale.balance = 8;
+    assert!(matches!(stale.save(&db).await, Err(Error::NotFound { .. })));
+    assert_eq!(Account::count(&db).await?, 0);
+    Ok(())
+}
+
+/// A model whose key the application assigns keeps it through `delete`; `save` then puts the row
+/// back under that key.
+async fn natural_keys_are_kept_through_delete(backend: Backend) -> Result<()> {
+    let db = connect(backend, "natural_resave").await;
+    let d = Ddl(backend);
+    db.execute(&format!(
+        "CREATE TABLE {} ({} VARCHAR(20) PRIMARY KEY, {} VARCHAR(50) NOT NULL)",
+        d.quote("currencies"),
+        d.quote("code"),
+        d.quote("name")
+    ))
+    .await?;
+    let mut euro = Currency {
+        code: "EUR".into(),
+        name: "Euro".into(),
+    };
+    euro.save(&db).await?;
+    euro.delete(&db).await?;
+    assert_eq!(euro.code, "EUR");
+    assert_eq!(Currency::count(&db).await?, 0);
+    euro.save(&db).await?;
+    assert_eq!(Currency::find(&db, "EUR".to_owned()).await?.name, "Euro");
+    Ok(())
+}
+
+#[derive(ActiveRecord, Debug, Clone, PartialEq)]
+#[activerecord(table = "currencies")]
+struct Currency {
+    #[activerecord(primary_key)]
+    code: String,
+    name: String,
 }

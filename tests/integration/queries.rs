@@ -9,7 +9,35 @@ on_every_backend!(
     counts_exists_and_deletes,
     unknown_columns_are_errors,
     one_query_with_parameters_of_varying_types,
+    bulk_deletes_need_a_filter,
 );
+
+async fn bulk_deletes_need_a_filter(backend: Backend) -> Result<()> {
+    let db = bank(backend, "bulk_deletes").await?;
+    let err = Account::query().delete_all(&db).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unfiltered {
+                table: "accounts",
+                operation: "delete"
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(".unfiltered()"), "{err}");
+    assert_eq!(Account::count(&db).await?, 5, "nothing was deleted");
+    // Ordering or paging is not a filter.
+    let err = Account::query()
+        .order_by("id", Order::Asc)
+        .limit(1)
+        .delete_all(&db)
+        .await;
+    assert!(matches!(err, Err(Error::Unfiltered { .. })));
+    assert_eq!(Account::query().unfiltered().delete_all(&db).await?, 5);
+    assert_eq!(Account::count(&db).await?, 0);
+    Ok(())
+}
 
 /// Five accounts: ann 10, bob 20, cy 30, dee 40, ed 50.
 async fn bank(backend: Backend, label: &str) -> Result<Database> {
