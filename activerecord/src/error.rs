@@ -183,6 +183,21 @@ pub enum Error {
         connection: String,
     },
 
+    /// A `requires_new` write scope on a SQLite database whose write lock an open scope of the same
+    /// task holds. SQLite has one writer per database file, and the holder cannot commit before
+    /// the new scope ends, so the new scope would wait on its own task until `busy_timeout` and
+    /// then fail with "database is locked". Use a nested scope without `requires_new` (a
+    /// savepoint), or run the independent transaction after the enclosing scope has ended.
+    #[error(
+        "a requires_new write scope on SQLite connection {connection:?} would wait for the write lock that this task's open scope on {holder:?} holds (SQLite has one writer per file, and that scope cannot commit first); nest it without requires_new (a savepoint), or run it after the enclosing scope ends"
+    )]
+    SqliteWriterBusy {
+        /// The connection of the refused scope.
+        connection: String,
+        /// The connection (same file) whose open scope holds the write lock.
+        holder: String,
+    },
+
     /// A transaction handle was used after its scope ended.
     #[error(
         "the transaction on connection {connection:?} has already ended; use a transaction handle only inside its scope"

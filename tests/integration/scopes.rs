@@ -327,3 +327,49 @@ async fn scopes_run_inside_spawned_tasks(backend: Backend) -> Result<()> {
     assert_no_open_transactions(&db).await;
     Ok(())
 }
+
+/// SQLite has one writer per file: a `requires_new` write scope inside a write scope on the same
+/// file would wait on its own task until `busy_timeout`. It is refused at once, also when it names
+/// the file through another connection; a read-only one may run, since readers do not wait for
+/// the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_requires_new_on_the_written_file_is_refused_at_once() {
+    let name = name(Backend::Sqlite, "scope_sqlite_writer");
+    let (db, ids) = bank(Backend::Sqlite, &name, &["ann"]).await;
+    let alias = format!("{name}_alias");
+    ConnectionManager::configure(&alias, db.url().expose()).await.unwrap();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        ConnectionManager::using(&name).transaction(async |tx| {
+            Movement::record(tx, ids[0], -5).await?;
+            for inner in [&name, &alias] {
+                let err = ConnectionManager::using(inner)
+                    .requires_new()
+                    .transaction(async |tx| Movement::record(tx, ids[0], 1).await)
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(&err, Error::SqliteWriterBusy { connection, holder } if connection == inner && *holder == name),
+                    "{err:?}"
+                );
+                assert!(err.to_string().contains("one writer"), "{err}");
+            }
+            let seen = ConnectionManager::using(&alias)
+                .requires_new()
+                .read_only()
+                .transaction(async |tx| Movement::count(tx).await)
+                .await?;
+            assert_eq!(seen, 0, "the independent reader sees only committed rows");
+            Ok::<_, Error>(())
+        }),
+    )
+    .await
+    .expect("refused at once, not after busy_timeout");
+    outcome.unwrap();
+    assert_eq!(
+        Movement::count(&db).await.unwrap(),
+        1,
+        "the enclosing scope still committed"
+    );
+    assert_no_open_transactions(&db).await;
+}

@@ -149,6 +149,9 @@ impl Using {
         E: From<Error>,
     {
         let enclosing = innermost_frame(None);
+        if self.options.requires_new && !self.options.read_only {
+            refuse_second_sqlite_writer(&self.name)?;
+        }
         let joined = enclosing
             .as_ref()
             .filter(|_| !self.options.requires_new)
@@ -379,6 +382,46 @@ pub(crate) fn innermost_frame(database: Option<&str>) -> Option<Frame> {
         })
         .ok()
         .flatten()
+}
+
+/// A `requires_new` write scope on a SQLite file whose write lock an open scope of this task
+/// already holds would wait for that lock until `busy_timeout` and fail with "database is locked":
+/// the holder cannot commit before the new scope ends. Refused at once instead.
+fn refuse_second_sqlite_writer(name: &str) -> Result<()> {
+    let database = ConnectionManager::get(name)?;
+    let Some(file) = sqlite_file(&database) else {
+        return Ok(());
+    };
+    let holder = SCOPES
+        .try_with(|stack| {
+            stack
+                .0
+                .iter()
+                .map(|frame| &frame.participant)
+                .find(|p| p.holds_write_lock() && sqlite_file(&p.database).as_deref() == Some(file.as_path()))
+                .map(|p| p.name().to_owned())
+        })
+        .ok()
+        .flatten();
+    match holder {
+        Some(holder) => Err(Error::SqliteWriterBusy {
+            connection: name.to_owned(),
+            holder,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The file of a SQLite database; the connection name for an in-memory one, which no other
+/// connection shares.
+fn sqlite_file(database: &Database) -> Option<std::path::PathBuf> {
+    let pool = database.sqlite_pool()?;
+    let options = pool.connect_options();
+    let file = options.get_filename();
+    Some(match std::fs::canonicalize(file) {
+        Ok(path) => path,
+        Err(_) => std::path::PathBuf::from(format!("memory:{}", database.name())),
+    })
 }
 
 tokio::task_local! {

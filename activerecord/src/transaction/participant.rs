@@ -50,6 +50,14 @@ impl Participant {
         self.database.name()
     }
 
+    /// Whether this is an open SQLite write transaction, which holds the file's one write lock
+    /// (write scopes begin with `BEGIN IMMEDIATE`).
+    pub(crate) fn holds_write_lock(&self) -> bool {
+        self.database.backend() == Backend::Sqlite
+            && !self.read_only
+            && self.conn.try_lock().map_or(true, |slot| slot.is_some())
+    }
+
     pub(crate) fn branch(&self) -> Option<&BranchId> {
         self.branch.as_ref()
     }
