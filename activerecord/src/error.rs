@@ -223,6 +223,17 @@ pub enum Error {
         message: String,
     },
 
+    /// An [`Observer`](crate::Observer) failed on the event sent before a unit of work's final
+    /// commits, so the unit was rolled back: nothing was committed.
+    #[error("unit of work {unit} was rolled back because an observer refused it: {source}")]
+    Observer {
+        /// The unit of work's id.
+        unit: String,
+        /// The observer's error.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// Any other database error.
     #[error("query failed on connection {connection:?}: {source}")]
     Query {

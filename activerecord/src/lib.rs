@@ -31,6 +31,7 @@
 extern crate self as activerecord;
 
 pub mod connection;
+mod context;
 pub mod error;
 pub mod executor;
 pub mod model;
@@ -46,7 +47,7 @@ pub use error::{ConstraintKind, Error, PartialCommit, Result};
 pub use executor::{Ambient, Executor, Using, fetch_column};
 pub use model::{Model, ModelMeta};
 pub use query::{Column, Condition, Order, Query, col};
-pub use transaction::{Isolation, Tx};
+pub use transaction::{Event, EventKind, Isolation, Observer, ObserverId, Tx, UnitId, UnitOutcome};
 pub use value::{Arguments, IntoParam, Json, RowRef, Value};
 
 /// Items the derive macro's generated code refers to. Not a public API.

@@ -21,9 +21,12 @@ use crate::error::{Error, Result};
 use crate::executor::{Executor, Target, Using};
 use crate::model::Model;
 use crate::query::col;
-use crate::transaction::{Finish, Participant, ScopeOptions};
+use crate::transaction::{
+    BranchId, ChooseProtocol, Commit, CommitProtocol, EventKind, Finish, Participant, ScopeOptions, Settled,
+};
 use crate::value::Json;
 use arc_swap::ArcSwapOption;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
@@ -36,34 +39,6 @@ const PREFIX: &str = "ar";
 
 /// The longest coordinator name: ids must fit XA's 64-byte gtrid.
 const MAX_NAME: usize = 24;
-
-/// The id of one branch (one database's transaction) of a global transaction:
-/// `ar-<coordinator>-<created, ms, hex>-<random, hex>` plus the branch number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BranchId {
-    gtrid: String,
-    branch: usize,
-}
-
-impl BranchId {
-    /// Branch number `branch` of global transaction `gtrid`.
-    pub(crate) fn new(gtrid: &str, branch: usize) -> BranchId {
-        BranchId {
-            gtrid: gtrid.to_owned(),
-            branch,
-        }
-    }
-
-    /// The PostgreSQL gid (one per branch, unique in the cluster).
-    pub(crate) fn postgres_gid(&self) -> String {
-        format!("{}-{}", self.gtrid, self.branch)
-    }
-
-    /// The XA xid literal: `'gtrid','bqual'`.
-    pub(crate) fn xa_xid(&self) -> String {
-        format!("'{}','{}'", self.gtrid, self.branch)
-    }
-}
 
 /// A new global transaction id for `coordinator`.
 fn new_gtrid(coordinator: &str) -> String {
@@ -106,36 +81,6 @@ fn created_at(coordinator: &str, gtrid: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_millis(millis))
 }
 
-/// A step of the two-phase protocol, reported to [`CoordinatorConfig::on_step`] as it completes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Step {
-    /// Every branch is prepared.
-    Prepared {
-        /// The global transaction id.
-        gtrid: String,
-    },
-    /// The commit decision is durable in the log.
-    DecisionLogged {
-        /// The global transaction id.
-        gtrid: String,
-    },
-    /// One branch committed.
-    BranchCommitted {
-        /// The global transaction id.
-        gtrid: String,
-        /// The branch's connection name.
-        connection: String,
-    },
-    /// Every branch committed and the decision was removed from the log.
-    Done {
-        /// The global transaction id.
-        gtrid: String,
-    },
-}
-
-type Observer = Arc<dyn Fn(&Step) + Send + Sync>;
-
 /// Where the coordinator keeps its decisions.
 #[derive(Debug, Clone)]
 enum LogLocation {
@@ -160,7 +105,6 @@ pub struct CoordinatorConfig {
     log: LogLocation,
     grace_period: Duration,
     recover_at_start: bool,
-    observer: Option<Observer>,
 }
 
 impl fmt::Debug for CoordinatorConfig {
@@ -186,7 +130,6 @@ impl CoordinatorConfig {
             name,
             grace_period: Duration::from_secs(300),
             recover_at_start: true,
-            observer: None,
         }
     }
 
@@ -211,13 +154,6 @@ impl CoordinatorConfig {
     /// Whether [`Coordinator::install`] runs recovery (default true).
     pub fn recover_at_start(mut self, recover: bool) -> Self {
         self.recover_at_start = recover;
-        self
-    }
-
-    /// Calls `observer` after each step of the protocol (for metrics, logs, or tests that stop a
-    /// process at an exact point).
-    pub fn on_step(mut self, observer: impl Fn(&Step) + Send + Sync + 'static) -> Self {
-        self.observer = Some(Arc::new(observer));
         self
     }
 }
@@ -265,7 +201,6 @@ struct CoordinatorInner {
     name: String,
     log: Database,
     grace_period: Duration,
-    observer: Option<Observer>,
 }
 
 impl fmt::Debug for Coordinator {
@@ -318,7 +253,6 @@ impl Coordinator {
                 name: config.name,
                 log,
                 grace_period: config.grace_period,
-                observer: config.observer,
             }),
         };
         let report = if config.recover_at_start {
@@ -349,12 +283,6 @@ impl Coordinator {
         &self.inner.name
     }
 
-    fn observe(&self, step: Step) {
-        if let Some(observer) = &self.inner.observer {
-            observer(&step);
-        }
-    }
-
     /// A new global transaction id of this coordinator.
     pub(crate) fn new_gtrid(&self) -> String {
         new_gtrid(&self.inner.name)
@@ -362,17 +290,14 @@ impl Coordinator {
 
     /// Commits the branches of one global transaction: prepare all, log the decision, commit
     /// each. Any failure before the decision is durable rolls every branch back.
-    pub(crate) async fn commit(&self, gtrid: &str, branches: &[Arc<Participant>]) -> Result<()> {
-        for participant in branches {
-            if let Err(cause) = participant.prepare().await {
-                Participant::rollback_each(branches).await;
-                return Err(cause);
+    async fn commit(&self, gtrid: &str, commit: &Commit<'_, Participant>) -> Settled {
+        let branches = commit.branches();
+        for i in 0..branches.len() {
+            if let Err(cause) = commit.prepare_one(i).await {
+                commit.rollback_from(0).await;
+                return Settled::RolledBack(cause);
             }
         }
-        self.observe(Step::Prepared {
-            gtrid: gtrid.to_owned(),
-        });
-
         let decision = Decision {
             gtrid: gtrid.to_owned(),
             coordinator: self.inner.name.clone(),
@@ -399,11 +324,11 @@ impl Coordinator {
             {
                 Ok(true) => {}
                 Ok(false) => {
-                    Participant::rollback_each(branches).await;
-                    return Err(cause);
+                    commit.rollback_from(0).await;
+                    return Settled::RolledBack(cause);
                 }
                 Err(_) => {
-                    return Err(in_doubt(
+                    return Settled::Mixed(in_doubt(
                         gtrid,
                         "the commit decision could not be written or read back",
                         &cause,
@@ -411,18 +336,16 @@ impl Coordinator {
                 }
             }
         }
-        self.observe(Step::DecisionLogged {
-            gtrid: gtrid.to_owned(),
-        });
+        commit
+            .report(|| EventKind::DecisionLogged {
+                gtrid: gtrid.to_owned(),
+            })
+            .await;
 
         let mut pending = Vec::new();
-        for participant in branches {
-            match participant.finish(Finish::Commit).await {
-                Ok(()) => self.observe(Step::BranchCommitted {
-                    gtrid: gtrid.to_owned(),
-                    connection: participant.name().to_owned(),
-                }),
-                Err(e) => pending.push(format!("{} ({e})", participant.name())),
+        for (i, participant) in branches.iter().enumerate() {
+            if let Err(e) = commit.commit_one(i).await {
+                pending.push(format!("{} ({e})", participant.name()));
             }
         }
         if !pending.is_empty() {
@@ -431,7 +354,7 @@ impl Coordinator {
                 pending.join(", ")
             );
             tracing::warn!(gtrid, %message, "two-phase commit incomplete");
-            return Err(Error::InDoubt {
+            return Settled::Mixed(Error::InDoubt {
                 gtrid: gtrid.to_owned(),
                 message,
             });
@@ -441,10 +364,7 @@ impl Coordinator {
             .filter(col("gtrid").eq(gtrid))
             .delete_all(&self.inner.log)
             .await;
-        self.observe(Step::Done {
-            gtrid: gtrid.to_owned(),
-        });
-        Ok(())
+        Settled::Committed
     }
 
     /// Resolves this coordinator's prepared branches on every configured PostgreSQL and
@@ -677,8 +597,46 @@ impl Using {
     /// and MySQL/MariaDB can take part. Applies to an outermost scope; nested scopes join it as
     /// usual.
     pub fn two_phase(mut self) -> Self {
-        self.options.two_phase = true;
+        self.options.protocol = Some(Arc::new(TwoPhaseChoice));
         self
+    }
+}
+
+/// Chooses two-phase commit for the unit of work of a [`Using::two_phase`] scope.
+#[derive(Debug)]
+struct TwoPhaseChoice;
+
+impl ChooseProtocol for TwoPhaseChoice {
+    fn start(&self) -> Result<Box<dyn CommitProtocol<Participant>>> {
+        let coordinator = Coordinator::installed()?;
+        let gtrid = coordinator.new_gtrid();
+        Ok(Box::new(TwoPhase { coordinator, gtrid }))
+    }
+}
+
+/// Two-phase commit of one unit of work, as a [`CommitProtocol`]: every branch begins under the
+/// unit's global transaction id.
+struct TwoPhase {
+    coordinator: Coordinator,
+    gtrid: String,
+}
+
+impl CommitProtocol<Participant> for TwoPhase {
+    fn branch_id(&self, index: usize) -> Option<BranchId> {
+        Some(BranchId::new(&self.gtrid, index))
+    }
+
+    fn commit<'a>(&'a self, commit: &'a Commit<'a, Participant>) -> BoxFuture<'a, Settled> {
+        Box::pin(async move {
+            if commit.branches().len() > 1 {
+                return self.coordinator.commit(&self.gtrid, commit).await;
+            }
+            // One database: nothing to agree with, so it commits in one phase.
+            match commit.commit_one(0).await {
+                Ok(()) => Settled::Committed,
+                Err(cause) => Settled::RolledBack(cause),
+            }
+        })
     }
 }
 

@@ -8,18 +8,34 @@
 //! `two_phase_child recover FIRST_URL SECOND_URL LOG_FILE COORDINATOR GRACE_SECONDS` runs recovery
 //! and prints one line: `committed=N rolled_back=N in_flight=N finished=N errors=N`.
 
-use activerecord::two_phase::{Coordinator, CoordinatorConfig, Step};
-use activerecord::{ConnectionManager, Result};
+use activerecord::two_phase::{Coordinator, CoordinatorConfig};
+use activerecord::{ConnectionManager, Event, EventKind, Observer, Result};
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-fn stops_at(step: &Step, wanted: &str) -> bool {
-    matches!(
-        (step, wanted),
-        (Step::Prepared { .. }, "prepared")
-            | (Step::DecisionLogged { .. }, "decided")
-            | (Step::BranchCommitted { .. }, "first_commit")
-    )
+/// Stops the process (prints `STOPPED` and waits to be killed) right after a step of the transfer.
+struct StopAfter {
+    step: String,
+    prepared: AtomicUsize,
+}
+
+impl Observer for StopAfter {
+    async fn on_event(&self, event: &Event) -> Result<()> {
+        let stop = match (&event.kind, self.step.as_str()) {
+            // Both branches are prepared.
+            (EventKind::Prepared { .. }, "prepared") => self.prepared.fetch_add(1, Ordering::SeqCst) == 1,
+            (EventKind::DecisionLogged { .. }, "decided") | (EventKind::Committed { .. }, "first_commit") => true,
+            _ => false,
+        };
+        if stop {
+            println!("STOPPED");
+            let _ = std::io::stdout().flush();
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
 }
 
 #[tokio::main]
@@ -33,17 +49,11 @@ async fn main() -> Result<()> {
     let config = CoordinatorConfig::new(name.as_str()).log_in_file(log);
     match mode.as_str() {
         "transfer" => {
-            let wanted = last.clone();
-            let config = config.recover_at_start(false).on_step(move |step| {
-                if stops_at(step, &wanted) {
-                    println!("STOPPED");
-                    let _ = std::io::stdout().flush();
-                    loop {
-                        std::thread::sleep(Duration::from_secs(3600));
-                    }
-                }
-            });
-            Coordinator::install(config).await?;
+            ConnectionManager::observe(Arc::new(StopAfter {
+                step: last.clone(),
+                prepared: AtomicUsize::new(0),
+            }));
+            Coordinator::install(config.recover_at_start(false)).await?;
             testkit::bank::transfer(("first", 1), ("second", 1), 10, true).await?;
             println!("COMMITTED");
         }

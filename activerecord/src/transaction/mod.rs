@@ -20,21 +20,28 @@
 //!   their database in the current task. The scopes of a task do not follow work into
 //!   `tokio::spawn`: a spawned task starts with none open, so its model calls run in autocommit.
 
+mod best_effort;
+mod events;
 mod participant;
+mod unit;
 
-pub(crate) use participant::{Finish, Participant, PooledConnection};
+pub use events::{Event, EventKind, Observer, ObserverId, UnitId, UnitOutcome};
+pub(crate) use participant::{BranchId, Finish, Participant, PooledConnection};
+pub(crate) use unit::{Commit, CommitProtocol, Settled};
 
 use crate::connection::{ConnectionManager, Database};
+use crate::context::context;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, Target, Using};
-use crate::two_phase::{BranchId, Coordinator};
+use best_effort::BestEffort;
+use events::Observers;
 use futures_util::FutureExt;
 use std::borrow::Cow;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, resume_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
+use unit::UnitOfWork;
 
 /// Transaction isolation levels. SQLite always runs serializable, which is at least as strict as
 /// any level asked for.
@@ -76,13 +83,21 @@ impl Isolation {
 }
 
 /// How a scope opens its transaction. Set through the builder methods of [`Using`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct ScopeOptions {
     pub(crate) isolation: Option<Isolation>,
     pub(crate) read_only: bool,
     timeout: Option<Duration>,
     requires_new: bool,
-    pub(crate) two_phase: bool,
+    /// How an outermost scope commits; best effort when `None`.
+    pub(crate) protocol: Option<Arc<dyn ChooseProtocol>>,
+}
+
+/// Starts the [`CommitProtocol`] of a new unit of work: how a strategy above this module (two-phase
+/// commit, ...) plugs in through [`Using`] without this module naming it.
+pub(crate) trait ChooseProtocol: Send + Sync + fmt::Debug {
+    /// The protocol for one new unit of work.
+    fn start(&self) -> Result<Box<dyn CommitProtocol<Participant>>>;
 }
 
 impl Using {
@@ -155,12 +170,12 @@ impl Using {
         let joined = enclosing
             .as_ref()
             .filter(|_| !self.options.requires_new)
-            .map(|frame| frame.root.clone());
+            .map(|frame| frame.unit.clone());
         match joined {
             None => self.run_root(body).await,
-            Some(root) => match root.participant(&self.name) {
-                Some(participant) => run_savepoint(root, participant, enclosing.as_ref(), &self.options, body).await,
-                None => self.run_joined(root, enclosing.as_ref(), body).await,
+            Some(unit) => match unit.branch(&self.name) {
+                Some(participant) => run_savepoint(unit, participant, enclosing.as_ref(), &self.options, body).await,
+                None => self.run_joined(unit, enclosing.as_ref(), body).await,
             },
         }
     }
@@ -173,57 +188,47 @@ impl Using {
         E: From<Error>,
     {
         let database = ConnectionManager::get(&self.name)?;
-        let two_phase = match self.options.two_phase {
-            true => {
-                let coordinator = Coordinator::installed()?;
-                let gtrid = coordinator.new_gtrid();
-                Some((coordinator, gtrid))
-            }
-            false => None,
+        let protocol = match &self.options.protocol {
+            Some(choice) => choice.start()?,
+            None => Box::new(BestEffort),
         };
-        let branch = two_phase.as_ref().map(|(_, gtrid)| BranchId::new(gtrid, 0));
-        let participant = Participant::begin(database, &self.options, branch).await?;
-        let root = Arc::new(Root::new(participant.clone(), two_phase));
+        let unit = Arc::new(UnitOfWork::new(protocol, context().get::<Observers>()));
+        let participant = Participant::begin(database, &self.options, unit.next_branch_id()).await?;
+        unit.begin(participant.clone()).await;
         // A unit of work of its own: its frames' paths start afresh.
-        let frame = Frame::new(root.clone(), participant, None);
+        let frame = Frame::new(unit.clone(), participant, None);
         match run_body(frame, &self.options, body).await {
             BodyOutcome::Returned(Ok(value)) => {
-                root.commit_all().await?;
-                root.run_hooks(Outcome::Committed);
+                unit.commit().await?;
                 Ok(value)
             }
-            BodyOutcome::Returned(Err(e)) => {
-                root.rollback_all().await;
-                Err(e)
-            }
-            BodyOutcome::TimedOut(error) => {
-                root.rollback_all().await;
-                Err(error.into())
-            }
-            BodyOutcome::Panicked(payload) => {
-                root.rollback_all().await;
-                resume_unwind(payload)
+            outcome => {
+                unit.rollback().await;
+                outcome.into_result()
             }
         }
     }
 
     /// A scope on a database the unit of work does not have open yet: begins there and joins the
-    /// root, which commits it at its end. Its own failure rolls back only its own transaction.
-    async fn run_joined<F, T, E>(&self, root: Arc<Root>, enclosing: Option<&Frame>, body: F) -> Result<T, E>
+    /// unit, which commits it at its end. Its own failure rolls back only its own transaction.
+    async fn run_joined<F, T, E>(
+        &self,
+        unit: Arc<UnitOfWork<Participant>>,
+        enclosing: Option<&Frame>,
+        body: F,
+    ) -> Result<T, E>
     where
         F: AsyncFnOnce(&mut Tx) -> Result<T, E>,
         E: From<Error>,
     {
-        let participant =
-            Participant::begin(ConnectionManager::get(&self.name)?, &self.options, root.next_branch()).await?;
-        root.join(participant.clone());
-        let frame = Frame::new(root.clone(), participant.clone(), enclosing);
+        let database = ConnectionManager::get(&self.name)?;
+        let participant = Participant::begin(database, &self.options, unit.next_branch_id()).await?;
+        unit.join(participant.clone()).await;
+        let frame = Frame::new(unit.clone(), participant.clone(), enclosing);
         let frame_id = frame.id();
         let outcome = run_body(frame, &self.options, body).await;
         if !matches!(outcome, BodyOutcome::Returned(Ok(_))) {
-            root.leave(&participant);
-            root.discard_hooks(frame_id);
-            Participant::rollback_each(std::slice::from_ref(&participant)).await;
+            unit.leave(&participant, frame_id).await;
         }
         outcome.into_result()
     }
@@ -231,7 +236,7 @@ impl Using {
 
 /// A scope nested in a transaction already open on its database: a savepoint.
 async fn run_savepoint<F, T, E>(
-    root: Arc<Root>,
+    unit: Arc<UnitOfWork<Participant>>,
     participant: Arc<Participant>,
     enclosing: Option<&Frame>,
     options: &ScopeOptions,
@@ -242,14 +247,27 @@ where
     E: From<Error>,
 {
     let savepoint = participant.savepoint().await?;
-    let frame = Frame::new(root.clone(), participant.clone(), enclosing);
+    let connection = || participant.name().to_owned();
+    unit.report(|| EventKind::Savepoint {
+        connection: connection(),
+    })
+    .await;
+    let frame = Frame::new(unit.clone(), participant.clone(), enclosing);
     let frame_id = frame.id();
     let outcome = run_body(frame, options, body).await;
     if matches!(outcome, BodyOutcome::Returned(Ok(_))) {
         participant.release(&savepoint).await?;
+        unit.report(|| EventKind::SavepointReleased {
+            connection: connection(),
+        })
+        .await;
     } else {
-        root.discard_hooks(frame_id);
+        unit.discard_hooks(frame_id);
         participant.rollback_to(&savepoint).await?;
+        unit.report(|| EventKind::SavepointRolledBack {
+            connection: connection(),
+        })
+        .await;
     }
     outcome.into_result()
 }
@@ -348,13 +366,13 @@ impl Tx {
     /// # Ok(()) }
     /// ```
     pub fn after_commit(&self, hook: impl FnOnce() + Send + 'static) {
-        self.frame.register(Outcome::Committed, Box::new(hook));
+        self.frame.register(UnitOutcome::Committed, Box::new(hook));
     }
 
     /// Runs `hook` once the unit of work has rolled back (by an error, a panic, a timeout, a failed
     /// commit of its first database, or its future being dropped).
     pub fn after_rollback(&self, hook: impl FnOnce() + Send + 'static) {
-        self.frame.register(Outcome::RolledBack, Box::new(hook));
+        self.frame.register(UnitOutcome::RolledBack, Box::new(hook));
     }
 
     /// Runs SQL text with no parameters in the transaction. Never put values into this text.
@@ -444,7 +462,7 @@ impl Stack {
 #[doc(hidden)]
 #[derive(Clone)]
 pub struct Frame {
-    root: Arc<Root>,
+    unit: Arc<UnitOfWork<Participant>>,
     pub(crate) participant: Arc<Participant>,
     /// The ids of this frame and the frames it is nested in, innermost last.
     path: Arc<[u64]>,
@@ -454,20 +472,21 @@ impl fmt::Debug for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Frame")
             .field("connection", &self.participant.name())
+            .field("unit", self.unit.id())
             .field("path", &self.path)
             .finish()
     }
 }
 
 impl Frame {
-    fn new(root: Arc<Root>, participant: Arc<Participant>, enclosing: Option<&Frame>) -> Frame {
-        let id = root.next_frame.fetch_add(1, Ordering::Relaxed);
+    fn new(unit: Arc<UnitOfWork<Participant>>, participant: Arc<Participant>, enclosing: Option<&Frame>) -> Frame {
+        let id = unit.next_frame_id();
         let path = match enclosing {
-            Some(parent) if Arc::ptr_eq(&parent.root, &root) => parent.path.iter().copied().chain([id]).collect(),
+            Some(parent) if Arc::ptr_eq(&parent.unit, &unit) => parent.path.iter().copied().chain([id]).collect(),
             _ => Arc::from([id]),
         };
         Frame {
-            root,
+            unit,
             participant,
             path,
         }
@@ -477,181 +496,7 @@ impl Frame {
         *self.path.last().expect("a frame path is never empty")
     }
 
-    fn register(&self, on: Outcome, run: Box<dyn FnOnce() + Send>) {
-        lock(&self.root.hooks).push(Hook {
-            path: self.path.clone(),
-            on,
-            run,
-        });
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Committed,
-    RolledBack,
-}
-
-struct Hook {
-    path: Arc<[u64]>,
-    on: Outcome,
-    run: Box<dyn FnOnce() + Send>,
-}
-
-/// A unit of work: the outermost scope and every database that joined it.
-struct Root {
-    /// Open transactions in the order they began; the outermost scope's own comes first.
-    participants: Mutex<Vec<Arc<Participant>>>,
-    /// The coordinator and global transaction id, when the unit commits in two phases.
-    two_phase: Option<(Coordinator, String)>,
-    /// How many branches have begun (two-phase branch numbers are never reused).
-    branches: AtomicUsize,
-    hooks: Mutex<Vec<Hook>>,
-    next_frame: AtomicU64,
-    /// Whether the outcome is known and its hooks have run.
-    ended: AtomicBool,
-    /// Whether the best-effort final commits are under way.
-    committing: AtomicBool,
-    /// How many participants the final commits have committed so far.
-    committed: AtomicUsize,
-}
-
-impl Root {
-    fn new(first: Arc<Participant>, two_phase: Option<(Coordinator, String)>) -> Root {
-        Root {
-            participants: Mutex::new(vec![first]),
-            two_phase,
-            branches: AtomicUsize::new(1),
-            hooks: Mutex::new(Vec::new()),
-            next_frame: AtomicU64::new(0),
-            ended: AtomicBool::new(false),
-            committing: AtomicBool::new(false),
-            committed: AtomicUsize::new(0),
-        }
-    }
-
-    fn participant(&self, database: &str) -> Option<Arc<Participant>> {
-        lock(&self.participants).iter().find(|p| p.name() == database).cloned()
-    }
-
-    /// The two-phase branch of the next database to join, if the unit is two-phase.
-    fn next_branch(&self) -> Option<BranchId> {
-        let (_, gtrid) = self.two_phase.as_ref()?;
-        Some(BranchId::new(gtrid, self.branches.fetch_add(1, Ordering::Relaxed)))
-    }
-
-    fn join(&self, participant: Arc<Participant>) {
-        lock(&self.participants).push(participant);
-    }
-
-    fn leave(&self, participant: &Arc<Participant>) {
-        lock(&self.participants).retain(|p| !Arc::ptr_eq(p, participant));
-    }
-
-    fn discard_hooks(&self, frame_id: u64) {
-        lock(&self.hooks).retain(|hook| !hook.path.contains(&frame_id));
-    }
-
-    /// Commits every participant in turn. When one fails, the rest are rolled back; if an earlier
-    /// one had already committed, the result is a partial commit.
-    async fn commit_all(&self) -> Result<()> {
-        // The participants stay listed until the end, so that a cancellation during the commits
-        // can still say which databases had committed.
-        let participants = lock(&self.participants).clone();
-        let outcome = match &self.two_phase {
-            Some((coordinator, gtrid)) if participants.len() > 1 => {
-                let outcome = coordinator.commit(gtrid, &participants).await;
-                match &outcome {
-                    // The decision is made but not every branch has committed: neither set of
-                    // hooks describes that yet.
-                    Err(Error::InDoubt { .. }) => self.ended.store(true, Ordering::SeqCst),
-                    Err(_) => self.run_hooks(Outcome::RolledBack),
-                    Ok(()) => {}
-                }
-                outcome
-            }
-            _ => self.commit_each(&participants).await,
-        };
-        lock(&self.participants).clear();
-        outcome
-    }
-
-    /// The best-effort final commits: one database after another.
-    async fn commit_each(&self, participants: &[Arc<Participant>]) -> Result<()> {
-        self.committing.store(true, Ordering::SeqCst);
-        for (i, participant) in participants.iter().enumerate() {
-            if let Err(cause) = participant.finish(Finish::Commit).await {
-                self.committing.store(false, Ordering::SeqCst);
-                let rest = &participants[i + 1..];
-                Participant::rollback_each(rest).await;
-                if i == 0 {
-                    self.run_hooks(Outcome::RolledBack);
-                    return Err(cause);
-                }
-                let names = |ps: &[Arc<Participant>]| ps.iter().map(|p| p.name().to_owned()).collect();
-                let partial = crate::error::PartialCommit {
-                    committed: names(&participants[..i]),
-                    failed: participant.name().to_owned(),
-                    rolled_back: names(rest),
-                    cause,
-                };
-                tracing::error!(
-                    committed = ?partial.committed,
-                    failed = %partial.failed,
-                    rolled_back = ?partial.rolled_back,
-                    cause = %partial.cause,
-                    "partial commit: the databases of one unit of work disagree and need reconciliation"
-                );
-                // The outcome is known: neither set of hooks applies to a mixed outcome.
-                self.ended.store(true, Ordering::SeqCst);
-                return Err(Error::PartialCommit(Box::new(partial)));
-            }
-            self.committed.store(i + 1, Ordering::SeqCst);
-        }
-        self.committing.store(false, Ordering::SeqCst);
-        Ok(())
-    }
-
-    async fn rollback_all(&self) {
-        let participants = std::mem::take(&mut *lock(&self.participants));
-        Participant::rollback_each(&participants).await;
-        self.run_hooks(Outcome::RolledBack);
-    }
-
-    /// Runs the hooks registered for `outcome`, once.
-    fn run_hooks(&self, outcome: Outcome) {
-        if self.ended.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let hooks = std::mem::take(&mut *lock(&self.hooks));
-        for hook in hooks.into_iter().filter(|h| h.on == outcome) {
-            (hook.run)();
-        }
-    }
-}
-
-impl Drop for Root {
-    /// A unit of work dropped before its end (its future was cancelled): its open connections are
-    /// closed as they drop, which rolls their work back. Dropped in the middle of the final
-    /// commits, some databases may have committed: that is a partial commit nobody can be told of
-    /// by a return value, so it is reported as an error event.
-    fn drop(&mut self) {
-        let committed = self.committed.load(Ordering::SeqCst);
-        match self.committing.load(Ordering::SeqCst) {
-            true if committed > 0 => {
-                self.ended.store(true, Ordering::SeqCst);
-                let participants = lock(&self.participants);
-                let committed: Vec<&str> = participants[..committed].iter().map(|p| p.name()).collect();
-                tracing::error!(
-                    ?committed,
-                    "partial commit: a unit of work was cancelled during its final commits; the databases after those committed were rolled back and need reconciliation"
-                );
-            }
-            _ => self.run_hooks(Outcome::RolledBack),
-        }
+    fn register(&self, on: UnitOutcome, run: Box<dyn FnOnce() + Send>) {
+        self.unit.register_hook(self.path.clone(), on, run);
     }
 }

@@ -3,14 +3,42 @@
 //! connection rather than pool it with a transaction open.
 
 use super::ScopeOptions;
+use super::unit::Branch;
 use crate::connection::{Backend, Database, Pool};
 use crate::error::{Error, Result};
-use crate::two_phase::BranchId;
 use sqlx::pool::PoolConnection;
 use sqlx::{MySql, Postgres, Sqlite};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The id of one branch (one database's transaction) of a global transaction: the global id
+/// (checked by its maker to be a safe SQL literal) and the branch number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BranchId {
+    pub(crate) gtrid: String,
+    pub(crate) branch: usize,
+}
+
+impl BranchId {
+    /// Branch number `branch` of global transaction `gtrid`.
+    pub(crate) fn new(gtrid: &str, branch: usize) -> BranchId {
+        BranchId {
+            gtrid: gtrid.to_owned(),
+            branch,
+        }
+    }
+
+    /// The PostgreSQL gid (one per branch, unique in the cluster).
+    pub(crate) fn postgres_gid(&self) -> String {
+        format!("{}-{}", self.gtrid, self.branch)
+    }
+
+    /// The XA xid literal: `'gtrid','bqual'`.
+    pub(crate) fn xa_xid(&self) -> String {
+        format!("'{}','{}'", self.gtrid, self.branch)
+    }
+}
 
 /// How a transaction ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,17 +225,6 @@ impl Participant {
         Ok(())
     }
 
-    /// Rolls back every one of `participants` (open or prepared). A failure is logged, not
-    /// returned: the connection that failed is closed, which rolls back an open transaction, and
-    /// recovery finishes a prepared one.
-    pub(crate) async fn rollback_each(participants: &[Arc<Participant>]) {
-        for participant in participants {
-            if let Err(e) = participant.finish(Finish::Rollback).await {
-                tracing::warn!(connection = participant.name(), error = %e, "rollback failed; closing the connection rolls an open transaction back, recovery finishes a prepared one");
-            }
-        }
-    }
-
     fn finish_statements(&self, how: Finish) -> Vec<Cow<'static, str>> {
         let prepared = self.prepared.load(Ordering::SeqCst);
         let verb = match how {
@@ -242,6 +259,21 @@ impl Participant {
         Error::TransactionEnded {
             connection: self.name().to_owned(),
         }
+    }
+}
+
+impl Branch for Participant {
+    fn name(&self) -> &str {
+        self.database.name()
+    }
+    async fn prepare(&self) -> Result<()> {
+        Participant::prepare(self).await
+    }
+    async fn commit(&self) -> Result<()> {
+        self.finish(Finish::Commit).await
+    }
+    async fn rollback(&self) -> Result<()> {
+        self.finish(Finish::Rollback).await
     }
 }
 

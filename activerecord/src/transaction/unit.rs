@@ -1,0 +1,769 @@
+//! The unit of work as one explicit state machine: `Open -> Committing -> Ended(outcome)`, one
+//! lock, and one place ([`UnitOfWork::end`]) that decides which hooks run.
+//!
+//! A unit of work is an outermost scope and every database that joined it. It knows its
+//! databases only as [`Branch`]es and how to commit them only through the [`CommitProtocol`] it
+//! was opened with (best effort, two-phase, ...): it names no protocol, so a new strategy adds a
+//! module and touches nothing here. Because of that it is unit-tested against a fake branch and a
+//! fake protocol, without a database (the tests at the end of this file).
+//!
+//! Guarantees:
+//! - The unit ends once. After-commit hooks run only when every database committed,
+//!   after-rollback hooks only when every database rolled back, and neither for a mixed outcome
+//!   (partial, or a decided two-phase unit not yet applied everywhere).
+//! - Hooks registered in a savepoint or joined scope that rolled back are discarded.
+//! - Dropped (its future cancelled) before its end, the unit's open connections close, which rolls
+//!   their work back, and its after-rollback hooks run; dropped during its final commits after
+//!   some database committed, it reports the partial commit as a `tracing` error and runs no hook.
+//! - Every step is an [`Event`] for the observers, in order.
+
+use super::events::{Event, EventKind, Observers, UnitId, UnitOutcome, observer_error};
+use super::participant::BranchId;
+use crate::error::{Error, Result};
+use futures_util::future::BoxFuture;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// One database's transaction as the unit of work sees it.
+pub(crate) trait Branch: Send + Sync + 'static {
+    /// The connection name.
+    fn name(&self) -> &str;
+    /// Phase one of two-phase commit.
+    fn prepare(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Commits (in one phase, or phase two of a prepared branch).
+    fn commit(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Rolls back (open or prepared).
+    fn rollback(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// How a unit of work commits its databases: the commit seam. Best effort and two-phase commit
+/// implement it.
+pub(crate) trait CommitProtocol<B: Branch>: Send + Sync {
+    /// The two-phase branch id the `index`-th database to take part begins with; `None` for a
+    /// protocol that does not prepare.
+    fn branch_id(&self, index: usize) -> Option<BranchId> {
+        let _ = index;
+        None
+    }
+
+    /// Ends the final commits of `commit`'s databases and says how they settled. Report every
+    /// step through `commit` ([`Commit::commit_one`], [`Commit::rollback_from`], ...), so that the
+    /// unit knows what committed if it is dropped half way.
+    fn commit<'a>(&'a self, commit: &'a Commit<'a, B>) -> BoxFuture<'a, Settled>;
+}
+
+/// How the final commits settled, as a [`CommitProtocol`] reports it.
+#[derive(Debug)]
+pub(crate) enum Settled {
+    /// Every database committed.
+    Committed,
+    /// Nothing committed anywhere; the error says why.
+    RolledBack(Error),
+    /// Some databases committed and others did not, or not yet; the error says which.
+    Mixed(Error),
+}
+
+/// Where a unit of work is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Scopes are running; databases may join.
+    Open,
+    /// The protocol is running the final commits.
+    Committing,
+    /// The outcome is known and its hooks have run.
+    Ended(UnitOutcome),
+}
+
+/// A hook waiting for the unit's outcome.
+struct Hook {
+    /// The frames (scopes) it was registered in, outermost first.
+    path: Arc<[u64]>,
+    on: UnitOutcome,
+    run: Box<dyn FnOnce() + Send>,
+}
+
+/// Everything that changes, under the one lock.
+struct State<B> {
+    phase: Phase,
+    /// Open transactions in the order they began; the outermost scope's own first.
+    branches: Vec<Arc<B>>,
+    /// During the final commits: the databases committed so far.
+    committed: Vec<String>,
+    hooks: Vec<Hook>,
+    next_frame: u64,
+    /// How many databases have taken part (branch numbers are never reused).
+    next_branch: usize,
+}
+
+/// One unit of work. See the [module docs](self).
+pub(crate) struct UnitOfWork<B: Branch> {
+    id: UnitId,
+    protocol: Box<dyn CommitProtocol<B>>,
+    observers: Option<Arc<Observers>>,
+    state: Mutex<State<B>>,
+}
+
+impl<B: Branch> std::fmt::Debug for UnitOfWork<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("UnitOfWork")
+            .field("id", &self.id)
+            .field("phase", &state.phase)
+            .field("branches", &state.branches.iter().map(|b| b.name()).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<B: Branch> UnitOfWork<B> {
+    /// A unit of work with no database yet, committed by `protocol`, reporting to `observers`.
+    pub(crate) fn new(protocol: Box<dyn CommitProtocol<B>>, observers: Option<Arc<Observers>>) -> Self {
+        UnitOfWork {
+            id: UnitId::new(),
+            protocol,
+            observers: observers.filter(|o| !o.is_empty()),
+            state: Mutex::new(State {
+                phase: Phase::Open,
+                branches: Vec::new(),
+                committed: Vec::new(),
+                hooks: Vec::new(),
+                next_frame: 0,
+                next_branch: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<B>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The unit's id.
+    pub(crate) fn id(&self) -> &UnitId {
+        &self.id
+    }
+
+    /// The branch id the next database to take part begins with.
+    pub(crate) fn next_branch_id(&self) -> Option<BranchId> {
+        let index = {
+            let mut state = self.lock();
+            state.next_branch += 1;
+            state.next_branch - 1
+        };
+        self.protocol.branch_id(index)
+    }
+
+    /// A new frame (scope) id, unique in the unit.
+    pub(crate) fn next_frame_id(&self) -> u64 {
+        let mut state = self.lock();
+        state.next_frame += 1;
+        state.next_frame
+    }
+
+    /// The open transaction on the connection `name`, if the unit has one.
+    pub(crate) fn branch(&self, name: &str) -> Option<Arc<B>> {
+        self.lock().branches.iter().find(|b| b.name() == name).cloned()
+    }
+
+    /// Tells the observers, if any: the event is built only when someone listens. The first
+    /// observer failure is returned.
+    pub(crate) async fn emit(&self, kind: impl FnOnce() -> EventKind) -> Result<()> {
+        let Some(observers) = &self.observers else {
+            return Ok(());
+        };
+        let event = Event {
+            unit: self.id.clone(),
+            kind: kind(),
+        };
+        observers.deliver(&event).await.map_err(|e| observer_error(&event, e))
+    }
+
+    /// [`emit`](Self::emit) for a step that already happened: an observer failure cannot undo it,
+    /// so it is logged.
+    pub(crate) async fn report(&self, kind: impl FnOnce() -> EventKind) {
+        if let Err(e) = self.emit(kind).await {
+            tracing::warn!(unit = %self.id, error = %e, "an observer failed");
+        }
+    }
+
+    /// Adds the outermost scope's open transaction.
+    pub(crate) async fn begin(&self, branch: Arc<B>) {
+        let connection = branch.name().to_owned();
+        self.lock().branches.push(branch);
+        self.report(|| EventKind::Begun { connection }).await;
+    }
+
+    /// Adds the open transaction of a scope on another database.
+    pub(crate) async fn join(&self, branch: Arc<B>) {
+        let connection = branch.name().to_owned();
+        self.lock().branches.push(branch);
+        self.report(|| EventKind::Joined { connection }).await;
+    }
+
+    /// A joined scope failed: its transaction rolls back and leaves the unit, with the hooks
+    /// registered in its frame.
+    pub(crate) async fn leave(&self, branch: &Arc<B>, frame: u64) {
+        {
+            let mut state = self.lock();
+            state.branches.retain(|b| !Arc::ptr_eq(b, branch));
+            state.hooks.retain(|hook| !hook.path.contains(&frame));
+        }
+        self.rollback_each(std::slice::from_ref(branch)).await;
+        let connection = branch.name().to_owned();
+        self.report(|| EventKind::Left { connection }).await;
+    }
+
+    /// Registers `run` to run once the unit ends with `on`, unless a frame of `path` rolls back
+    /// first.
+    pub(crate) fn register_hook(&self, path: Arc<[u64]>, on: UnitOutcome, run: Box<dyn FnOnce() + Send>) {
+        self.lock().hooks.push(Hook { path, on, run });
+    }
+
+    /// A savepoint's scope rolled back: the hooks registered in it will never run.
+    pub(crate) fn discard_hooks(&self, frame: u64) {
+        self.lock().hooks.retain(|hook| !hook.path.contains(&frame));
+    }
+
+    /// The outermost scope returned `Ok`: runs the final commits through the protocol, then ends
+    /// the unit with the outcome they settled on.
+    pub(crate) async fn commit(&self) -> Result<()> {
+        let branches = {
+            let state = self.lock();
+            debug_assert_eq!(
+                state.phase,
+                Phase::Open,
+                "a unit of work commits once, from its outermost scope"
+            );
+            state.branches.clone()
+        };
+        let connections = || branches.iter().map(|b| b.name().to_owned()).collect();
+        if let Err(refused) = self
+            .emit(|| EventKind::Committing {
+                connections: connections(),
+            })
+            .await
+        {
+            self.rollback().await;
+            return Err(refused);
+        }
+        self.lock().phase = Phase::Committing;
+        let commit = Commit { unit: self, branches };
+        match self.protocol.commit(&commit).await {
+            Settled::Committed => {
+                self.end(UnitOutcome::Committed).await;
+                Ok(())
+            }
+            Settled::RolledBack(cause) => {
+                self.end(UnitOutcome::RolledBack).await;
+                Err(cause)
+            }
+            Settled::Mixed(cause) => {
+                self.end(UnitOutcome::Mixed).await;
+                Err(cause)
+            }
+        }
+    }
+
+    /// Rolls back every database of the unit and ends it rolled back.
+    pub(crate) async fn rollback(&self) {
+        let branches = std::mem::take(&mut self.lock().branches);
+        self.rollback_each(&branches).await;
+        self.end(UnitOutcome::RolledBack).await;
+    }
+
+    /// Rolls back each of `branches`. A failure is logged, not returned: the connection that failed
+    /// is closed, which rolls an open transaction back, and recovery finishes a prepared one.
+    async fn rollback_each(&self, branches: &[Arc<B>]) {
+        for branch in branches {
+            match branch.rollback().await {
+                Ok(()) => {
+                    let connection = branch.name().to_owned();
+                    self.report(|| EventKind::RolledBack { connection }).await;
+                }
+                Err(e) => tracing::warn!(
+                    unit = %self.id,
+                    connection = branch.name(),
+                    error = %e,
+                    "rollback failed; closing the connection rolls an open transaction back, recovery finishes a prepared one"
+                ),
+            }
+        }
+    }
+
+    /// Ends the unit with `outcome`, once: the one place that decides which hooks run.
+    async fn end(&self, outcome: UnitOutcome) {
+        let Some(hooks) = self.settle(outcome) else {
+            return;
+        };
+        for hook in hooks {
+            (hook.run)();
+        }
+        self.report(|| EventKind::Ended { outcome }).await;
+    }
+
+    /// Moves to `Ended(outcome)` and hands out the hooks to run for it; `None` if the unit had
+    /// already ended.
+    fn settle(&self, outcome: UnitOutcome) -> Option<Vec<Hook>> {
+        let mut state = self.lock();
+        if matches!(state.phase, Phase::Ended(_)) {
+            return None;
+        }
+        state.phase = Phase::Ended(outcome);
+        state.branches.clear();
+        let hooks = std::mem::take(&mut state.hooks);
+        Some(hooks.into_iter().filter(|hook| hook.on == outcome).collect())
+    }
+}
+
+impl<B: Branch> Drop for UnitOfWork<B> {
+    /// A unit dropped before its end (its future was cancelled): its open connections close as they
+    /// drop, which rolls their work back. Dropped in the middle of the final commits after some
+    /// database committed, that is a partial commit nobody can be told of by a return value: it
+    /// is reported as an error event.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let outcome = match state.phase {
+            Phase::Ended(_) => return,
+            Phase::Committing if !state.committed.is_empty() => {
+                tracing::error!(
+                    unit = %self.id,
+                    committed = ?state.committed,
+                    "partial commit: a unit of work was cancelled during its final commits; the databases after those committed were rolled back and need reconciliation"
+                );
+                UnitOutcome::Mixed
+            }
+            Phase::Open | Phase::Committing => UnitOutcome::RolledBack,
+        };
+        if let Some(hooks) = self.settle(outcome) {
+            for hook in hooks {
+                (hook.run)();
+            }
+        }
+    }
+}
+
+/// The final commits of one unit, as its [`CommitProtocol`] runs them: the databases, and the
+/// steps that keep the unit informed.
+pub(crate) struct Commit<'a, B: Branch> {
+    unit: &'a UnitOfWork<B>,
+    branches: Vec<Arc<B>>,
+}
+
+impl<B: Branch> Commit<'_, B> {
+    /// Every database of the unit, in commit order.
+    pub(crate) fn branches(&self) -> &[Arc<B>] {
+        &self.branches
+    }
+
+    /// The unit's id.
+    pub(crate) fn unit_id(&self) -> &UnitId {
+        &self.unit.id
+    }
+
+    /// Reports a step that happened (an observer failure is logged).
+    pub(crate) async fn report(&self, kind: impl FnOnce() -> EventKind) {
+        self.unit.report(kind).await;
+    }
+
+    /// Prepares the `index`-th database.
+    pub(crate) async fn prepare_one(&self, index: usize) -> Result<()> {
+        let branch = &self.branches[index];
+        branch.prepare().await?;
+        let connection = branch.name().to_owned();
+        self.report(|| EventKind::Prepared { connection }).await;
+        Ok(())
+    }
+
+    /// Commits the `index`-th database, and records that it did.
+    pub(crate) async fn commit_one(&self, index: usize) -> Result<()> {
+        let branch = &self.branches[index];
+        branch.commit().await?;
+        let connection = branch.name().to_owned();
+        self.unit.lock().committed.push(connection.clone());
+        self.report(|| EventKind::Committed { connection }).await;
+        Ok(())
+    }
+
+    /// Rolls back every database from the `start`-th on.
+    pub(crate) async fn rollback_from(&self, start: usize) {
+        self.unit.rollback_each(&self.branches[start..]).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The state machine against a fake branch and fake protocols: no database.
+
+    use super::super::best_effort::BestEffort;
+    use super::*;
+    use crate::error::PartialCommit;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// What a fake database answers to COMMIT.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Answer {
+        Ok,
+        Refused,
+    }
+
+    /// A fake database's transaction: answers as told and writes down what it was asked.
+    struct FakeBranch {
+        name: String,
+        commit_answer: Answer,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl FakeBranch {
+        fn record(&self, what: &str) {
+            self.log.lock().unwrap().push(format!("{what} {}", self.name));
+        }
+    }
+
+    impl Branch for FakeBranch {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        async fn prepare(&self) -> Result<()> {
+            self.record("prepare");
+            Ok(())
+        }
+        async fn commit(&self) -> Result<()> {
+            self.record("commit");
+            match self.commit_answer {
+                Answer::Ok => Ok(()),
+                Answer::Refused => Err(Error::rejected(format!("{} refused to commit", self.name))),
+            }
+        }
+        async fn rollback(&self) -> Result<()> {
+            self.record("rollback");
+            Ok(())
+        }
+    }
+
+    /// A unit over fake databases `a`, `b`, ... answering `answers`, with one after-commit and
+    /// one after-rollback hook registered in the outermost frame.
+    struct Fixture {
+        unit: UnitOfWork<FakeBranch>,
+        log: Arc<Mutex<Vec<String>>>,
+        hooks: Arc<Mutex<Vec<&'static str>>>,
+        frames: Vec<u64>,
+    }
+
+    async fn fixture(protocol: Box<dyn CommitProtocol<FakeBranch>>, answers: &[Answer]) -> Fixture {
+        observed_fixture(protocol, answers, None).await
+    }
+
+    async fn observed_fixture(
+        protocol: Box<dyn CommitProtocol<FakeBranch>>,
+        answers: &[Answer],
+        observers: Option<Arc<Observers>>,
+    ) -> Fixture {
+        let unit = UnitOfWork::new(protocol, observers);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let hooks = Arc::new(Mutex::new(Vec::new()));
+        let mut frames = Vec::new();
+        for (i, answer) in answers.iter().enumerate() {
+            let branch = Arc::new(FakeBranch {
+                name: ((b'a' + i as u8) as char).to_string(),
+                commit_answer: *answer,
+                log: log.clone(),
+            });
+            frames.push(unit.next_frame_id());
+            let _ = unit.next_branch_id();
+            if i == 0 {
+                unit.begin(branch).await;
+            } else {
+                unit.join(branch).await;
+            }
+        }
+        let outer: Arc<[u64]> = Arc::from([frames[0]]);
+        for (on, label) in [
+            (UnitOutcome::Committed, "after commit"),
+            (UnitOutcome::RolledBack, "after rollback"),
+        ] {
+            let hooks = hooks.clone();
+            unit.register_hook(outer.clone(), on, Box::new(move || hooks.lock().unwrap().push(label)));
+        }
+        Fixture {
+            unit,
+            log,
+            hooks,
+            frames,
+        }
+    }
+
+    impl Fixture {
+        fn log(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+        fn hooks(&self) -> Vec<&'static str> {
+            self.hooks.lock().unwrap().clone()
+        }
+    }
+
+    fn best_effort() -> Box<dyn CommitProtocol<FakeBranch>> {
+        Box::new(BestEffort)
+    }
+
+    #[tokio::test]
+    async fn best_effort_commits_every_database_in_order() {
+        for n in 1..=3 {
+            let f = fixture(best_effort(), &vec![Answer::Ok; n]).await;
+            f.unit.commit().await.unwrap();
+            let expected: Vec<String> = ["commit a", "commit b", "commit c"][..n]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            assert_eq!(f.log(), expected);
+            assert_eq!(f.hooks(), ["after commit"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_first_commit_rolls_back_the_rest_and_is_a_plain_error() {
+        for n in 1..=3 {
+            let mut answers = vec![Answer::Ok; n];
+            answers[0] = Answer::Refused;
+            let f = fixture(best_effort(), &answers).await;
+            let err = f.unit.commit().await.unwrap_err();
+            assert!(matches!(err, Error::Rejected(_)), "{err:?}");
+            let mut expected = vec!["commit a".to_owned()];
+            expected.extend(["rollback b", "rollback c"][..n - 1].iter().map(|s| s.to_string()));
+            assert_eq!(f.log(), expected);
+            assert_eq!(f.hooks(), ["after rollback"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_later_commit_is_a_partial_commit_and_runs_no_hook() {
+        for (answers, committed, failed, rolled_back) in [
+            (vec![Answer::Ok, Answer::Refused], vec!["a"], "b", vec![]),
+            (vec![Answer::Ok, Answer::Refused, Answer::Ok], vec!["a"], "b", vec!["c"]),
+            (
+                vec![Answer::Ok, Answer::Ok, Answer::Refused],
+                vec!["a", "b"],
+                "c",
+                vec![],
+            ),
+        ] {
+            let f = fixture(best_effort(), &answers).await;
+            let err = f.unit.commit().await.unwrap_err();
+            let Error::PartialCommit(partial) = err else {
+                panic!("{err:?}")
+            };
+            let PartialCommit {
+                committed: c,
+                failed: x,
+                rolled_back: r,
+                ..
+            } = *partial;
+            assert_eq!(c, committed);
+            assert_eq!(x, failed);
+            assert_eq!(r, rolled_back);
+            assert!(f.hooks().is_empty(), "no hook describes a partial commit");
+        }
+    }
+
+    #[tokio::test]
+    async fn rollback_rolls_back_every_database_once() {
+        for n in 1..=3 {
+            let f = fixture(best_effort(), &vec![Answer::Ok; n]).await;
+            f.unit.rollback().await;
+            f.unit.rollback().await;
+            assert_eq!(f.log().len(), n);
+            assert!(f.log().iter().all(|l| l.starts_with("rollback")));
+            assert_eq!(f.hooks(), ["after rollback"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn hooks_of_a_rolled_back_savepoint_or_joined_scope_are_discarded() {
+        let f = fixture(best_effort(), &[Answer::Ok, Answer::Ok, Answer::Ok]).await;
+        let ran = Arc::new(AtomicUsize::new(0));
+        // A savepoint frame nested in the outermost one, and the joined frames of b and c.
+        let savepoint = f.unit.next_frame_id();
+        let paths: [Arc<[u64]>; 3] = [
+            Arc::from([f.frames[0], savepoint]),
+            Arc::from([f.frames[0], f.frames[1]]),
+            Arc::from([f.frames[0], f.frames[2]]),
+        ];
+        for path in &paths {
+            let ran = ran.clone();
+            f.unit.register_hook(
+                path.clone(),
+                UnitOutcome::Committed,
+                Box::new(move || {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                }),
+            );
+        }
+        f.unit.discard_hooks(savepoint);
+        let b = f.unit.branch("b").unwrap();
+        f.unit.leave(&b, f.frames[1]).await;
+        f.unit.commit().await.unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "only the hook of c's scope ran");
+        assert_eq!(f.log(), ["rollback b", "commit a", "commit c"]);
+        assert_eq!(f.hooks(), ["after commit"]);
+    }
+
+    #[tokio::test]
+    async fn a_unit_dropped_before_its_end_runs_its_rollback_hooks() {
+        let f = fixture(best_effort(), &[Answer::Ok, Answer::Ok]).await;
+        let hooks = f.hooks.clone();
+        drop(f.unit);
+        assert_eq!(*hooks.lock().unwrap(), ["after rollback"]);
+    }
+
+    /// A protocol that commits the first database and then never finishes: the unit's future is
+    /// dropped during its final commits.
+    struct Stalls;
+
+    impl CommitProtocol<FakeBranch> for Stalls {
+        fn commit<'a>(&'a self, commit: &'a Commit<'a, FakeBranch>) -> BoxFuture<'a, Settled> {
+            Box::pin(async move {
+                commit.commit_one(0).await.unwrap();
+                std::future::pending().await
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn dropped_during_the_final_commits_after_one_committed_runs_no_hook() {
+        let f = fixture(Box::new(Stalls), &[Answer::Ok, Answer::Ok]).await;
+        let hooks = f.hooks.clone();
+        let unit = f.unit;
+        let committing = tokio::time::timeout(std::time::Duration::from_millis(10), unit.commit()).await;
+        assert!(committing.is_err(), "the commit never ends");
+        drop(unit);
+        assert!(
+            hooks.lock().unwrap().is_empty(),
+            "neither hook describes a partial commit"
+        );
+        assert_eq!(*f.log.lock().unwrap(), ["commit a"]);
+    }
+
+    /// A protocol that prepares every database, then commits each: the shape of two-phase
+    /// commit, with its phase two failing on a refused database.
+    struct PrepareThenCommit;
+
+    impl CommitProtocol<FakeBranch> for PrepareThenCommit {
+        fn branch_id(&self, index: usize) -> Option<BranchId> {
+            Some(BranchId::new("fake", index))
+        }
+        fn commit<'a>(&'a self, commit: &'a Commit<'a, FakeBranch>) -> BoxFuture<'a, Settled> {
+            Box::pin(async move {
+                for i in 0..commit.branches().len() {
+                    if let Err(e) = commit.prepare_one(i).await {
+                        commit.rollback_from(0).await;
+                        return Settled::RolledBack(e);
+                    }
+                }
+                let mut failed = None;
+                for i in 0..commit.branches().len() {
+                    if let Err(e) = commit.commit_one(i).await {
+                        failed.get_or_insert(e);
+                    }
+                }
+                match failed {
+                    None => Settled::Committed,
+                    Some(e) => Settled::Mixed(e),
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn another_protocol_plugs_into_the_same_unit() {
+        let f = fixture(Box::new(PrepareThenCommit), &[Answer::Ok, Answer::Ok, Answer::Ok]).await;
+        assert_eq!(f.unit.next_branch_id(), Some(BranchId::new("fake", 3)));
+        f.unit.commit().await.unwrap();
+        assert_eq!(
+            f.log(),
+            [
+                "prepare a",
+                "prepare b",
+                "prepare c",
+                "commit a",
+                "commit b",
+                "commit c"
+            ]
+        );
+        assert_eq!(f.hooks(), ["after commit"]);
+
+        let f = fixture(Box::new(PrepareThenCommit), &[Answer::Ok, Answer::Refused]).await;
+        assert!(f.unit.commit().await.is_err());
+        assert!(f.hooks().is_empty(), "a mixed outcome runs no hook");
+    }
+
+    /// Records every event; refuses `Committing` when told to.
+    struct Recorder {
+        events: Mutex<Vec<EventKind>>,
+        refuse_commit: bool,
+    }
+
+    impl crate::Observer for Recorder {
+        async fn on_event(&self, event: &Event) -> Result<()> {
+            self.events.lock().unwrap().push(event.kind.clone());
+            match (&event.kind, self.refuse_commit) {
+                (EventKind::Committing { .. }, true) => Err(Error::rejected("the journal is full")),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    async fn observed(refuse_commit: bool) -> (Fixture, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder {
+            events: Mutex::new(Vec::new()),
+            refuse_commit,
+        });
+        let observers = Arc::new(Observers::default().with(1, recorder.clone()));
+        let f = observed_fixture(best_effort(), &[Answer::Ok, Answer::Ok], Some(observers)).await;
+        (f, recorder)
+    }
+
+    fn connection(name: &str) -> String {
+        name.to_owned()
+    }
+
+    #[tokio::test]
+    async fn observers_see_every_step_in_order() {
+        let (f, recorder) = observed(false).await;
+        f.unit.commit().await.unwrap();
+        assert_eq!(
+            *recorder.events.lock().unwrap(),
+            [
+                EventKind::Begun {
+                    connection: connection("a")
+                },
+                EventKind::Joined {
+                    connection: connection("b")
+                },
+                EventKind::Committing {
+                    connections: vec![connection("a"), connection("b")]
+                },
+                EventKind::Committed {
+                    connection: connection("a")
+                },
+                EventKind::Committed {
+                    connection: connection("b")
+                },
+                EventKind::Ended {
+                    outcome: UnitOutcome::Committed
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_observer_that_fails_before_the_commits_rolls_the_unit_back() {
+        let (f, recorder) = observed(true).await;
+        let err = f.unit.commit().await.unwrap_err();
+        assert!(matches!(err, Error::Observer { .. }), "{err:?}");
+        assert_eq!(f.log(), ["rollback a", "rollback b"]);
+        assert_eq!(f.hooks(), ["after rollback"]);
+        assert_eq!(
+            recorder.events.lock().unwrap().last(),
+            Some(&EventKind::Ended {
+                outcome: UnitOutcome::RolledBack
+            })
+        );
+    }
+}
