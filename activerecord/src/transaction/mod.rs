@@ -20,6 +20,7 @@
 //!   their database in the current task. The scopes of a task do not follow work into
 //!   `tokio::spawn`: a spawned task starts with none open, so its model calls run in autocommit.
 
+mod manage;
 mod participant;
 
 pub(crate) use participant::{Finish, Participant, PooledConnection};
