@@ -113,6 +113,44 @@ pub enum Error {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
+    /// A connection could not be opened when the connection was configured: the server refused
+    /// it, rejected the credentials, has no such database, or the SQLite file cannot be opened.
+    /// Reported at once, with its cause, instead of after the pool's acquire timeout.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use activerecord::{ConnectFailure, ConnectionManager, Error};
+    ///
+    /// let err = ConnectionManager::configure("connect_doc", "sqlite:///no/such/dir/bank.db?mode=rwc")
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(matches!(err, Error::Connect { cause: ConnectFailure::CannotOpen { .. }, .. }), "{err}");
+    /// # }
+    /// ```
+    #[error("cannot connect to {connection:?}: {cause} (driver said: {detail})")]
+    Connect {
+        /// The connection name.
+        connection: String,
+        /// Why, in terms to act on.
+        cause: ConnectFailure,
+        /// The driver's own message, passwords masked.
+        detail: String,
+        /// The driver's error; left out if its text would show a password.
+        #[source]
+        source: Option<Box<sqlx::Error>>,
+    },
+
+    /// The connection cannot be closed or replaced from here: the calling task holds an open
+    /// transaction scope on it, and closing waits for every connection of the pool to come back,
+    /// including the one the scope holds, so it would never return.
+    #[error(
+        "connection {connection:?} cannot be closed or re-configured by this task: it holds an open transaction scope on it; close or re-configure it after the scope ends"
+    )]
+    InUse {
+        /// The connection name.
+        connection: String,
+    },
+
     /// A column value could not be converted to the field's Rust type.
     #[error("cannot read column `{column}` into the model's field: {source}")]
     Decode {
@@ -274,6 +312,53 @@ impl fmt::Display for PartialCommit {
     }
 }
 
+/// Why a connection could not be opened: see [`Error::Connect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// Nothing listens at the address (the server is down, still starting, or on another port).
+    Refused {
+        /// `host:port`, or the Unix socket path.
+        address: String,
+    },
+    /// The server rejected the user name or password.
+    Authentication,
+    /// The server has no database of that name.
+    UnknownDatabase,
+    /// The SQLite file (or its directory) cannot be opened.
+    CannotOpen {
+        /// The file's path.
+        path: String,
+    },
+    /// The TLS handshake failed.
+    Tls,
+    /// Anything else (name resolution, network, protocol); the detail says what.
+    Other,
+}
+
+impl fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectFailure::Refused { address } => write!(
+                f,
+                "connection refused at {address}: check that the server is running and listens on that host and port"
+            ),
+            ConnectFailure::Authentication => f.write_str(
+                "the server rejected the user name or password: check the credentials in the URL and the server's access rules",
+            ),
+            ConnectFailure::UnknownDatabase => {
+                f.write_str("the database does not exist on the server: create it, or fix its name in the URL")
+            }
+            ConnectFailure::CannotOpen { path } => write!(
+                f,
+                "cannot open the SQLite file {path}: check that its directory exists and is writable (add ?mode=rwc to create the file)"
+            ),
+            ConnectFailure::Tls => f.write_str("the TLS handshake failed: check the server's certificate and the URL's TLS mode"),
+            ConnectFailure::Other => f.write_str("check the URL and that the server can be reached"),
+        }
+    }
+}
+
 /// The kinds of constraint a write can break.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -386,7 +471,7 @@ impl Error {
 
 /// The code to classify a database error by: MySQL's error number (its SQLSTATEs are too coarse),
 /// else the SQLSTATE (PostgreSQL) or result code (SQLite).
-fn database_code(db: &dyn sqlx::error::DatabaseError) -> String {
+pub(crate) fn database_code(db: &dyn sqlx::error::DatabaseError) -> String {
     if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
         return mysql.number().to_string();
     }

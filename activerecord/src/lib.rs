@@ -42,8 +42,8 @@ pub mod two_phase;
 pub mod value;
 
 pub use activerecord_derive::ActiveRecord;
-pub use connection::{Backend, ConnectionManager, Database, DatabaseConfig, DatabaseUrl};
-pub use error::{ConstraintKind, Error, PartialCommit, Result};
+pub use connection::{Backend, ConnectionManager, Database, DatabaseConfig, DatabaseUrl, JournalMode, Synchronous};
+pub use error::{ConnectFailure, ConstraintKind, Error, PartialCommit, Result};
 pub use executor::{Ambient, Executor, Using, fetch_column};
 pub use model::{Model, ModelMeta};
 pub use query::{Column, Condition, Order, Query, col};

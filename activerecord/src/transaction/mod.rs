@@ -22,6 +22,7 @@
 
 mod best_effort;
 mod events;
+mod manage;
 mod participant;
 mod unit;
 
