@@ -30,6 +30,7 @@
 // Lets the crate derive its own models (the two-phase decision log).
 extern crate self as activerecord;
 
+mod backend;
 pub mod connection;
 mod context;
 pub mod error;
