@@ -41,6 +41,13 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// A call through [`Ambient`](crate::Ambient) for a model that names no database, with no
+    /// transaction scope open in the task: nothing says which connection to use.
+    #[error(
+        "this model names no database and no transaction scope is open in this task: add #[activerecord(database = \"...\")] to the model, open a scope with ConnectionManager::using(name).transaction(..), or pass a connection"
+    )]
+    NoConnectionChosen,
+
     /// A connection name that was never configured.
     #[error(
         "no connection named {name:?} is configured (configured: {}); call ConnectionManager::configure first",

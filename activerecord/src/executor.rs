@@ -1,39 +1,61 @@
-//! Where a model operation runs: the [`Executor`] trait and its implementations.
+//! Where one statement runs: the [`Executor`] trait, and the target (a pool or an open transaction) an executor resolves to.
 //!
 //! Every model and query operation takes `&impl Executor`:
 //! - a [`Database`] runs it on the pool, in autocommit;
-//! - a transaction handle runs it inside that transaction;
-//! - [`Using`] (from [`ConnectionManager::using`]) runs it in the innermost open scope on that
-//!   connection in the current task, or on its pool when none is open (Django's `using=`);
-//! - [`Ambient`] does the same for the model's own database (`#[activerecord(database = "..")]`),
-//!   or, for a model that names none, in the innermost open scope of the task.
+//! - a transaction handle ([`Tx`](crate::Tx)) runs it inside that transaction;
+//! - [`Using`](crate::Using) (from [`ConnectionManager::using`](crate::ConnectionManager::using))
+//!   runs it in the innermost open scope on that connection in the current task, or on its pool
+//!   when none is open (Django's `using=`);
+//! - [`Ambient`](crate::Ambient) does the same for the model's own database
+//!   (`#[activerecord(database = "..")]`), or, for a model that names none, in the innermost open
+//!   scope of the task.
 //!
-//! An executor is resolved to a [`Target`] once per operation, without taking any lock.
+//! Guarantees: the trait is sealed (only this crate's handles implement it); an executor is
+//! resolved to a target once per operation, without taking any lock; a statement inside a
+//! transaction runs on that transaction's connection, and a failure that aborts the transaction
+//! is remembered, so that it can never commit as if nothing had failed.
 
-use crate::connection::{Backend, ConnectionManager, Database, Pool};
+use crate::connection::{Backend, Database, Pool, PooledConnection};
 use crate::error::{Error, Result};
-use crate::transaction::{Participant, PooledConnection, ScopeOptions, innermost_frame};
 use crate::value::{Arguments, RowRef, Value};
 use sqlx::SqlSafeStr;
 use std::borrow::Cow;
-use std::sync::Arc;
 
-/// Something a model operation can run on. See the [module docs](self).
-pub trait Executor: Send + Sync {
-    /// Resolves the connection to use for a model whose default database is `model_database`.
-    #[doc(hidden)]
-    fn target(&self, model_database: Option<&'static str>) -> Result<Target<'_>>;
+/// Something a model operation can run on: a [`Database`], a [`Tx`](crate::Tx),
+/// [`Using`](crate::Using), [`Ambient`](crate::Ambient) or a
+/// [`TpcTransaction`](crate::two_phase::TpcTransaction). See the [module docs](self).
+///
+/// Sealed: the handles of this crate are the only executors.
+pub trait Executor: sealed::Resolve + Send + Sync {}
+
+impl<T: sealed::Resolve + Send + Sync + ?Sized> Executor for T {}
+
+/// Public in name only, so that [`Executor`] can require it while nobody outside the crate can
+/// name it (the sealed-trait pattern). What it mentions is crate-private on purpose.
+#[allow(private_interfaces)]
+pub(crate) mod sealed {
+    use crate::connection::{Database, OpenTransaction};
+    use crate::error::Result;
+    use std::borrow::Cow;
+    use std::sync::Arc;
+
+    /// How an executor finds the connection for one operation.
+    pub trait Resolve {
+        /// The connection to use for a model whose default database is `model_database`.
+        fn target(&self, model_database: Option<&'static str>) -> Result<Target<'_>>;
+    }
+
+    /// The connection one operation runs on, resolved from an [`Executor`](super::Executor).
+    #[derive(Debug)]
+    pub enum Target<'a> {
+        /// Autocommit on a pool.
+        Pool(Cow<'a, Database>),
+        /// Inside an open transaction.
+        Tx(Cow<'a, Arc<OpenTransaction>>),
+    }
 }
 
-/// The connection one operation runs on, resolved from an [`Executor`].
-#[doc(hidden)]
-#[derive(Debug)]
-pub enum Target<'a> {
-    /// Autocommit on a pool.
-    Pool(Cow<'a, Database>),
-    /// Inside an open transaction.
-    Tx(Cow<'a, Arc<Participant>>),
-}
+pub(crate) use sealed::{Resolve, Target};
 
 /// What a statement that returns no rows reports.
 #[derive(Debug, Clone, Copy)]
@@ -80,12 +102,10 @@ macro_rules! on_target {
                 (Pool::MySql($exec), Arguments::MySql($arguments)) => $body,
                 _ => unreachable!("arguments are always built for the target's backend"),
             },
-            (Target::Tx(participant), args) => {
-                let mut slot = participant.conn.lock().await;
+            (Target::Tx(tx), args) => {
+                let mut slot = tx.lock().await;
                 match slot.as_mut().map(|c| &mut c.conn) {
-                    None => Err(Error::TransactionEnded {
-                        connection: participant.database.name().to_owned(),
-                    }),
+                    None => Err(tx.ended()),
                     Some(conn) => match (conn, args) {
                         (PooledConnection::Sqlite(c), Arguments::Sqlite($arguments)) => {
                             let $exec = &mut **c;
@@ -121,7 +141,7 @@ impl Target<'_> {
     fn database(&self) -> &Database {
         match self {
             Target::Pool(db) => db,
-            Target::Tx(participant) => &participant.database,
+            Target::Tx(tx) => tx.database(),
         }
     }
 
@@ -133,11 +153,10 @@ impl Target<'_> {
     /// Classifies a statement's error, and remembers that it aborted the transaction it ran in
     /// where the backend aborts transactions on errors (PostgreSQL).
     fn error(&self, e: sqlx::Error) -> Error {
-        if let Target::Tx(participant) = self
-            && participant.database.backend() == Backend::Postgres
+        if let Target::Tx(tx) = self
             && e.as_database_error().is_some()
         {
-            participant.aborted.store(true, std::sync::atomic::Ordering::SeqCst);
+            tx.set_aborted(true);
         }
         Error::from_sqlx(self.connection_name(), e)
     }
@@ -230,102 +249,16 @@ pub async fn fetch_column<V: Value, C: Executor + ?Sized>(conn: &C, sql: &str) -
     target.fetch_all(sqlx::AssertSqlSafe(sql), args, |row| row.get(0)).await
 }
 
-impl Executor for Database {
+impl Database {
+    /// Runs SQL text with no parameters (DDL, set-up scripts); several statements separated by
+    /// `;` are allowed. Never put values into this text: use models or queries, which bind them.
+    pub async fn execute(&self, sql: &str) -> Result<()> {
+        self.target(None)?.execute_text(sql).await
+    }
+}
+
+impl Resolve for Database {
     fn target(&self, _: Option<&'static str>) -> Result<Target<'_>> {
         Ok(Target::Pool(Cow::Borrowed(self)))
-    }
-}
-
-/// A connection chosen by name: the innermost open transaction scope on it in the current task,
-/// else its pool. Returned by [`ConnectionManager::using`]; an unknown name is reported when the
-/// handle is used.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
-/// use activerecord::{ActiveRecord, ConnectionManager, Model};
-///
-/// #[derive(ActiveRecord, Debug)]
-/// struct Note { id: Option<i64>, body: String }
-///
-/// let db = ConnectionManager::configure("using_doc", "sqlite::memory:").await?;
-/// db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").await?;
-/// let notes = ConnectionManager::using("using_doc");
-/// Note::create(&notes, Note { id: None, body: "hello".into() }).await?;
-/// assert_eq!(Note::count(&notes).await?, 1);
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone)]
-pub struct Using {
-    pub(crate) name: String,
-    pub(crate) options: ScopeOptions,
-}
-
-impl Using {
-    /// The connection name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl ConnectionManager {
-    /// A handle on the connection `name`: an [`Executor`] for model calls, and the way into
-    /// transaction scopes.
-    pub fn using(name: &str) -> Using {
-        Using {
-            name: name.to_owned(),
-            options: ScopeOptions::default(),
-        }
-    }
-}
-
-/// The innermost open scope on `name` in this task, else the pool.
-fn scope_or_pool(name: &str) -> Result<Target<'static>> {
-    match innermost_frame(Some(name)) {
-        Some(frame) => Ok(Target::Tx(Cow::Owned(frame.participant))),
-        None => Ok(Target::Pool(Cow::Owned(ConnectionManager::get(name)?))),
-    }
-}
-
-impl Executor for Using {
-    fn target(&self, _: Option<&'static str>) -> Result<Target<'_>> {
-        scope_or_pool(&self.name)
-    }
-}
-
-/// The connection a model would choose by itself: see the [module docs](self).
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
-/// use activerecord::{ActiveRecord, Ambient, ConnectionManager, Model};
-///
-/// #[derive(ActiveRecord, Debug)]
-/// #[activerecord(database = "ambient_doc")]
-/// struct Note { id: Option<i64>, body: String }
-///
-/// let db = ConnectionManager::configure("ambient_doc", "sqlite::memory:").await?;
-/// db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").await?;
-/// let note = Note::create(&Ambient, Note { id: None, body: "hello".into() }).await?;
-/// assert_eq!(Note::find(&Ambient, note.id.unwrap()).await?.body, "hello");
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Ambient;
-
-impl Executor for Ambient {
-    fn target(&self, model_database: Option<&'static str>) -> Result<Target<'_>> {
-        if let Some(name) = model_database {
-            return scope_or_pool(name);
-        }
-        match innermost_frame(None) {
-            Some(frame) => Ok(Target::Tx(Cow::Owned(frame.participant))),
-            None => Err(Error::Configuration {
-                connection: "(none)".to_owned(),
-                message: "this model names no database and no transaction scope is open in this task: \
-                          add #[activerecord(database = \"...\")] to the model, open a scope with \
-                          ConnectionManager::using(name).transaction(..), or pass a connection"
-                    .to_owned(),
-                source: None,
-            }),
-        }
     }
 }

@@ -45,10 +45,10 @@ pub mod value;
 pub use activerecord_derive::ActiveRecord;
 pub use connection::{Backend, ConnectionManager, Database, DatabaseConfig, DatabaseUrl, JournalMode, Synchronous};
 pub use error::{ConnectFailure, ConstraintKind, Error, PartialCommit, Result};
-pub use executor::{Ambient, Executor, Using, fetch_column};
+pub use executor::{Executor, fetch_column};
 pub use model::{Model, ModelMeta};
 pub use query::{Column, Condition, Order, Query, col};
-pub use transaction::{Event, EventKind, Isolation, Observer, ObserverId, Tx, UnitId, UnitOutcome};
+pub use transaction::{Ambient, Event, EventKind, Isolation, Observer, ObserverId, Tx, UnitId, UnitOutcome, Using};
 pub use value::{Arguments, IntoParam, Json, RowRef, Value};
 
 /// Items the derive macro's generated code refers to. Not a public API.

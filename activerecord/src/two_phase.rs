@@ -18,9 +18,10 @@
 use crate::ActiveRecord;
 use crate::connection::{Backend, Database, DatabaseConfig};
 use crate::error::{Error, Result};
-use crate::executor::{Executor, Target, Using};
+use crate::executor::{Resolve, Target};
 use crate::model::Model;
 use crate::query::col;
+use crate::transaction::Using;
 use crate::transaction::{
     BranchId, ChooseProtocol, Commit, CommitProtocol, EventKind, Finish, Participant, ScopeOptions, Settled,
 };
@@ -665,7 +666,7 @@ impl Database {
 }
 
 /// A transaction under your own two-phase control (DB-API `tpc_*`), from [`Database::tpc_begin`].
-/// Use it as an [`Executor`] for model calls, then [`tpc_prepare`](Self::tpc_prepare) and
+/// Use it as an [`Executor`](crate::Executor) for model calls, then [`tpc_prepare`](Self::tpc_prepare) and
 /// [`tpc_commit`](Self::tpc_commit), or [`tpc_rollback`](Self::tpc_rollback). Dropped unfinished,
 /// it is rolled back (or, once prepared, left for [`Coordinator::recover`] or your own commit).
 pub struct TpcTransaction {
@@ -698,9 +699,9 @@ impl TpcTransaction {
     }
 }
 
-impl Executor for TpcTransaction {
+impl Resolve for TpcTransaction {
     fn target(&self, _: Option<&'static str>) -> Result<Target<'_>> {
-        Ok(Target::Tx(Cow::Borrowed(&self.participant)))
+        Ok(Target::Tx(Cow::Borrowed(&self.participant.tx)))
     }
 }
 

@@ -149,13 +149,6 @@ impl Database {
         }
     }
 
-    /// Runs SQL text with no parameters (DDL, set-up scripts); several statements separated by
-    /// `;` are allowed. Never put values into this text: use models or queries, which bind them.
-    pub async fn execute(&self, sql: &str) -> Result<()> {
-        use crate::Executor as _;
-        self.target(None)?.execute_text(sql).await
-    }
-
     /// Closes the pool: waits for connections in use to come back, then closes them all.
     pub async fn close(&self) {
         match &self.inner.pool {

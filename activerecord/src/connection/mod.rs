@@ -9,6 +9,7 @@
 mod config;
 mod database;
 mod registry;
+mod transaction;
 mod url;
 
 pub use crate::backend::Backend;
@@ -18,4 +19,5 @@ pub use database::Database;
 pub(crate) use database::Pool;
 pub use registry::ConnectionManager;
 pub(crate) use registry::{register, unregister, unregister_all};
+pub(crate) use transaction::{OpenTransaction, PooledConnection};
 pub use url::DatabaseUrl;

@@ -16,24 +16,26 @@
 //! - After-commit hooks run once, after every database of the unit of work committed;
 //!   after-rollback hooks run once it rolled back. Hooks registered in a savepoint or joined scope
 //!   that rolls back are discarded.
-//! - Model calls through [`Using`] or [`Ambient`](crate::Ambient) use the innermost open scope of
+//! - Model calls through [`Using`] or [`Ambient`] use the innermost open scope of
 //!   their database in the current task. The scopes of a task do not follow work into
 //!   `tokio::spawn`: a spawned task starts with none open, so its model calls run in autocommit.
 
 mod best_effort;
 mod events;
+mod handles;
 mod manage;
 mod participant;
 mod unit;
 
 pub use events::{Event, EventKind, Observer, ObserverId, UnitId, UnitOutcome};
-pub(crate) use participant::{BranchId, Finish, Participant, PooledConnection};
+pub use handles::{Ambient, Using};
+pub(crate) use participant::{BranchId, Finish, Participant};
 pub(crate) use unit::{Commit, CommitProtocol, Settled};
 
 use crate::connection::{ConnectionManager, Database};
 use crate::context::context;
 use crate::error::{Error, Result};
-use crate::executor::{Executor, Target, Using};
+use crate::executor::{Resolve, Target};
 use best_effort::BestEffort;
 use events::Observers;
 use futures_util::FutureExt;
@@ -300,7 +302,7 @@ where
     let stack = SCOPES
         .try_with(|stack| stack.with(frame.clone()))
         .unwrap_or_else(|_| Stack(vec![frame.clone()]));
-    let connection = frame.participant.database.name().to_owned();
+    let connection = frame.participant.name().to_owned();
     let mut tx = Tx { frame };
     let scoped = SCOPES.scope(stack, body(&mut tx));
     let limited = async {
@@ -342,7 +344,7 @@ impl Tx {
 
     /// The connection of the scope.
     pub fn database(&self) -> &Database {
-        &self.frame.participant.database
+        self.frame.participant.database()
     }
 
     /// Runs `hook` once every database of the unit of work has committed; never if it rolls back,
@@ -382,9 +384,9 @@ impl Tx {
     }
 }
 
-impl Executor for Tx {
+impl Resolve for Tx {
     fn target(&self, _: Option<&'static str>) -> Result<Target<'_>> {
-        Ok(Target::Tx(Cow::Borrowed(&self.frame.participant)))
+        Ok(Target::Tx(Cow::Borrowed(&self.frame.participant.tx)))
     }
 }
 
@@ -417,7 +419,7 @@ fn refuse_second_sqlite_writer(name: &str) -> Result<()> {
                 .0
                 .iter()
                 .map(|frame| &frame.participant)
-                .find(|p| p.holds_write_lock() && sqlite_file(&p.database).as_deref() == Some(file.as_path()))
+                .find(|p| p.holds_write_lock() && sqlite_file(p.database()).as_deref() == Some(file.as_path()))
                 .map(|p| p.name().to_owned())
         })
         .ok()
@@ -460,9 +462,8 @@ impl Stack {
 }
 
 /// One open scope: its unit of work, its database's transaction, and where it is nested.
-#[doc(hidden)]
 #[derive(Clone)]
-pub struct Frame {
+pub(crate) struct Frame {
     unit: Arc<UnitOfWork<Participant>>,
     pub(crate) participant: Arc<Participant>,
     /// The ids of this frame and the frames it is nested in, innermost last.

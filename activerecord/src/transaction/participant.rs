@@ -4,10 +4,8 @@
 
 use super::ScopeOptions;
 use super::unit::Branch;
-use crate::connection::{Backend, Database, Pool};
+use crate::connection::{Backend, Database, OpenTransaction, PooledConnection};
 use crate::error::{Error, Result};
-use sqlx::pool::PoolConnection;
-use sqlx::{MySql, Postgres, Sqlite};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,15 +46,10 @@ pub(crate) enum Finish {
 }
 
 /// One database's open transaction within a unit of work.
-#[doc(hidden)]
-pub struct Participant {
-    pub(crate) database: Database,
+pub(crate) struct Participant {
+    /// The transaction and its connection, as model calls reach it.
+    pub(crate) tx: Arc<OpenTransaction>,
     read_only: bool,
-    /// The connection, while the transaction is open.
-    pub(crate) conn: tokio::sync::Mutex<Option<TxConnection>>,
-    /// Set when a statement failed on PostgreSQL, which then refuses every statement until a
-    /// rollback, and answers COMMIT (and PREPARE TRANSACTION) by rolling back.
-    pub(crate) aborted: AtomicBool,
     next_savepoint: AtomicU64,
     /// The branch id, when the transaction takes part in two-phase commit.
     branch: Option<BranchId>,
@@ -75,15 +68,17 @@ impl std::fmt::Debug for Participant {
 
 impl Participant {
     pub(crate) fn name(&self) -> &str {
-        self.database.name()
+        self.tx.name()
+    }
+
+    pub(crate) fn database(&self) -> &Database {
+        self.tx.database()
     }
 
     /// Whether this is an open SQLite write transaction, which holds the file's one write lock
     /// (write scopes begin with `BEGIN IMMEDIATE`).
     pub(crate) fn holds_write_lock(&self) -> bool {
-        self.database.backend() == Backend::Sqlite
-            && !self.read_only
-            && self.conn.try_lock().map_or(true, |slot| slot.is_some())
+        self.database().backend() == Backend::Sqlite && !self.read_only && self.tx.may_be_open()
     }
 
     pub(crate) fn branch(&self) -> Option<&BranchId> {
@@ -106,17 +101,11 @@ impl Participant {
                 source: None,
             });
         }
-        let mut conn = TxConnection::acquire(&database).await?;
-        for statement in begin_statements(database.backend(), options, branch.as_ref()) {
-            conn.execute_text(statement)
-                .await
-                .map_err(|e| Error::from_sqlx(database.name(), e))?;
-        }
+        let begin = begin_statements(database.backend(), options, branch.as_ref());
+        let tx = OpenTransaction::begin(database, begin).await?;
         Ok(Arc::new(Participant {
-            database,
+            tx: Arc::new(tx),
             read_only: options.read_only,
-            conn: tokio::sync::Mutex::new(Some(conn)),
-            aborted: AtomicBool::new(false),
             next_savepoint: AtomicU64::new(1),
             branch,
             prepared: AtomicBool::new(false),
@@ -125,8 +114,8 @@ impl Participant {
 
     /// Runs transaction-control SQL on the open transaction.
     async fn raw(&self, sql: String) -> Result<()> {
-        let mut slot = self.conn.lock().await;
-        let conn = slot.as_mut().ok_or_else(|| self.ended())?;
+        let mut slot = self.tx.lock().await;
+        let conn = slot.as_mut().ok_or_else(|| self.tx.ended())?;
         conn.execute_text(Cow::Owned(sql))
             .await
             .map_err(|e| Error::from_sqlx(self.name(), e))
@@ -150,7 +139,7 @@ impl Participant {
     /// failed statement aborted usable again.
     pub(crate) async fn rollback_to(&self, savepoint: &str) -> Result<()> {
         self.raw(format!("ROLLBACK TO SAVEPOINT {savepoint}")).await?;
-        self.aborted.store(false, Ordering::SeqCst);
+        self.tx.set_aborted(false);
         self.release(savepoint).await
     }
 
@@ -158,13 +147,13 @@ impl Participant {
     /// connection, even after a crash.
     pub(crate) async fn prepare(&self) -> Result<()> {
         let branch = self.branch.as_ref().expect("only two-phase branches are prepared");
-        if self.aborted.load(Ordering::SeqCst) {
+        if self.tx.is_aborted() {
             return Err(Error::Aborted {
                 connection: self.name().to_owned(),
             });
         }
-        let mut slot = self.conn.lock().await;
-        let conn = slot.as_mut().ok_or_else(|| self.ended())?;
+        let mut slot = self.tx.lock().await;
+        let conn = slot.as_mut().ok_or_else(|| self.tx.ended())?;
         let error = |e| Error::from_sqlx(self.name(), e);
         match &mut conn.conn {
             PooledConnection::Postgres(c) => {
@@ -186,7 +175,7 @@ impl Participant {
                     });
                 }
                 // The prepared transaction lives on in the server; the session is free again.
-                conn.in_transaction = false;
+                conn.mark_finished();
             }
             PooledConnection::MySql(_) => {
                 let xid = branch.xa_xid();
@@ -204,9 +193,9 @@ impl Participant {
     /// Commits or rolls back (a prepared branch: phase two), and gives the connection back to the
     /// pool only when that worked.
     pub(crate) async fn finish(&self, how: Finish) -> Result<()> {
-        let mut slot = self.conn.lock().await;
-        let mut conn = slot.take().ok_or_else(|| self.ended())?;
-        if how == Finish::Commit && self.aborted.load(Ordering::SeqCst) {
+        let mut slot = self.tx.lock().await;
+        let mut conn = slot.take().ok_or_else(|| self.tx.ended())?;
+        if how == Finish::Commit && self.tx.is_aborted() {
             return Err(Error::Aborted {
                 connection: self.name().to_owned(),
             });
@@ -216,12 +205,12 @@ impl Participant {
                 .await
                 .map_err(|e| Error::from_sqlx(self.name(), e))?;
         }
-        if self.read_only && self.database.backend() == Backend::Sqlite {
+        if self.read_only && self.database().backend() == Backend::Sqlite {
             conn.execute_text("PRAGMA query_only = OFF".into())
                 .await
                 .map_err(|e| Error::from_sqlx(self.name(), e))?;
         }
-        conn.in_transaction = false;
+        conn.mark_finished();
         Ok(())
     }
 
@@ -231,7 +220,7 @@ impl Participant {
             Finish::Commit => "COMMIT",
             Finish::Rollback => "ROLLBACK",
         };
-        match (self.database.backend(), &self.branch) {
+        match (self.database().backend(), &self.branch) {
             (Backend::Postgres, Some(branch)) if prepared => {
                 vec![format!("{verb} PREPARED '{}'", branch.postgres_gid()).into()]
             }
@@ -254,17 +243,11 @@ impl Participant {
             _ => vec![verb.into()],
         }
     }
-
-    fn ended(&self) -> Error {
-        Error::TransactionEnded {
-            connection: self.name().to_owned(),
-        }
-    }
 }
 
 impl Branch for Participant {
     fn name(&self) -> &str {
-        self.database.name()
+        self.tx.name()
     }
     async fn prepare(&self) -> Result<()> {
         Participant::prepare(self).await
@@ -320,60 +303,6 @@ fn begin_statements(backend: Backend, options: &ScopeOptions, branch: Option<&Br
                 (None, true) => "START TRANSACTION READ ONLY".into(),
             });
             statements
-        }
-    }
-}
-
-/// A pooled connection that carries a transaction. Dropped while the transaction may still be open
-/// (its future cancelled, a commit or rollback failed), it is closed instead of going back to the
-/// pool, so that nobody reuses a connection inside someone else's transaction.
-pub(crate) struct TxConnection {
-    pub(crate) conn: PooledConnection,
-    /// True from before BEGIN is sent until COMMIT or ROLLBACK succeeded.
-    in_transaction: bool,
-}
-
-pub(crate) enum PooledConnection {
-    Sqlite(PoolConnection<Sqlite>),
-    Postgres(PoolConnection<Postgres>),
-    MySql(PoolConnection<MySql>),
-}
-
-impl TxConnection {
-    async fn acquire(database: &Database) -> Result<TxConnection> {
-        let conn = match database.pool() {
-            Pool::Sqlite(pool) => pool.acquire().await.map(PooledConnection::Sqlite),
-            Pool::Postgres(pool) => pool.acquire().await.map(PooledConnection::Postgres),
-            Pool::MySql(pool) => pool.acquire().await.map(PooledConnection::MySql),
-        }
-        .map_err(|e| Error::from_sqlx(database.name(), e))?;
-        Ok(TxConnection {
-            conn,
-            in_transaction: true,
-        })
-    }
-
-    /// Runs SQL text, through the text protocol (XA statements cannot be prepared statements).
-    /// The fixed statements are `'static`, so that sqlx need not copy them.
-    async fn execute_text(&mut self, sql: Cow<'static, str>) -> Result<(), sqlx::Error> {
-        use sqlx::Executor as _;
-        let sql = sqlx::AssertSqlSafe(sql);
-        match &mut self.conn {
-            PooledConnection::Sqlite(c) => c.execute(sql).await.map(drop),
-            PooledConnection::Postgres(c) => c.execute(sql).await.map(drop),
-            PooledConnection::MySql(c) => c.execute(sql).await.map(drop),
-        }
-    }
-}
-
-impl Drop for TxConnection {
-    fn drop(&mut self) {
-        if self.in_transaction {
-            match &mut self.conn {
-                PooledConnection::Sqlite(c) => c.close_on_drop(),
-                PooledConnection::Postgres(c) => c.close_on_drop(),
-                PooledConnection::MySql(c) => c.close_on_drop(),
-            }
         }
     }
 }

@@ -1,0 +1,157 @@
+//! One database's open transaction, as every layer above reaches it: its connection, taken from
+//! the pool for the transaction's whole life, and whether a failed statement aborted it.
+//!
+//! Guarantees: a connection goes back to its pool only once its transaction is known to be over.
+//! Dropped while the transaction may still be open (its future cancelled at any await point, a
+//! commit or rollback failed), the connection is closed instead, and the server rolls its work
+//! back: nobody ever reuses a connection inside someone else's transaction.
+
+use super::{Database, Pool};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use sqlx::pool::PoolConnection;
+use sqlx::{MySql, Postgres, Sqlite};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// One database's open transaction: see the [module docs](self).
+pub(crate) struct OpenTransaction {
+    database: Database,
+    /// The connection, while the transaction is open.
+    slot: tokio::sync::Mutex<Option<TxConnection>>,
+    /// Set when a statement failed on PostgreSQL, which then refuses every statement until a
+    /// rollback, and answers COMMIT (and PREPARE TRANSACTION) by rolling back.
+    aborted: AtomicBool,
+}
+
+impl std::fmt::Debug for OpenTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenTransaction")
+            .field("connection", &self.name())
+            .finish()
+    }
+}
+
+impl OpenTransaction {
+    /// Takes a connection from `database`'s pool and runs `begin` (the statements that open the
+    /// transaction) on it.
+    pub(crate) async fn begin(
+        database: Database,
+        begin: impl IntoIterator<Item = Cow<'static, str>>,
+    ) -> Result<OpenTransaction> {
+        let mut conn = TxConnection::acquire(&database).await?;
+        for statement in begin {
+            conn.execute_text(statement)
+                .await
+                .map_err(|e| Error::from_sqlx(database.name(), e))?;
+        }
+        Ok(OpenTransaction {
+            database,
+            slot: tokio::sync::Mutex::new(Some(conn)),
+            aborted: AtomicBool::new(false),
+        })
+    }
+
+    /// The database the transaction is open on.
+    pub(crate) fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Its connection name.
+    pub(crate) fn name(&self) -> &str {
+        self.database.name()
+    }
+
+    /// The connection, `None` once the transaction has ended. Statements of one transaction run
+    /// one at a time.
+    pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, Option<TxConnection>> {
+        self.slot.lock().await
+    }
+
+    /// Whether the transaction may still be open (true while a statement runs on it).
+    pub(crate) fn may_be_open(&self) -> bool {
+        self.slot.try_lock().map_or(true, |slot| slot.is_some())
+    }
+
+    /// Whether a failed statement aborted the transaction (PostgreSQL).
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst)
+    }
+
+    /// Records that a failed statement aborted the transaction, where the backend aborts a
+    /// transaction on any failed statement (PostgreSQL); a rollback to a savepoint clears it.
+    pub(crate) fn set_aborted(&self, aborted: bool) {
+        if !aborted || self.database.backend() == Backend::Postgres {
+            self.aborted.store(aborted, Ordering::SeqCst);
+        }
+    }
+
+    /// The error for a statement sent after the transaction ended.
+    pub(crate) fn ended(&self) -> Error {
+        Error::TransactionEnded {
+            connection: self.name().to_owned(),
+        }
+    }
+}
+
+/// A pooled connection that carries a transaction. Dropped while the transaction may still be open
+/// (its future cancelled, a commit or rollback failed), it is closed instead of going back to the
+/// pool, so that nobody reuses a connection inside someone else's transaction.
+pub(crate) struct TxConnection {
+    pub(crate) conn: PooledConnection,
+    /// True from before BEGIN is sent until COMMIT or ROLLBACK succeeded.
+    in_transaction: bool,
+}
+
+pub(crate) enum PooledConnection {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+    MySql(PoolConnection<MySql>),
+}
+
+impl TxConnection {
+    pub(crate) async fn acquire(database: &Database) -> Result<TxConnection> {
+        let conn = match database.pool() {
+            Pool::Sqlite(pool) => pool.acquire().await.map(PooledConnection::Sqlite),
+            Pool::Postgres(pool) => pool.acquire().await.map(PooledConnection::Postgres),
+            Pool::MySql(pool) => pool.acquire().await.map(PooledConnection::MySql),
+        }
+        .map_err(|e| Error::from_sqlx(database.name(), e))?;
+        Ok(TxConnection {
+            conn,
+            in_transaction: true,
+        })
+    }
+
+    /// Runs SQL text, through the text protocol (XA statements cannot be prepared statements).
+    /// The fixed statements are `'static`, so that sqlx need not copy them.
+    pub(crate) async fn execute_text(&mut self, sql: Cow<'static, str>) -> Result<(), sqlx::Error> {
+        use sqlx::Executor as _;
+        let sql = sqlx::AssertSqlSafe(sql);
+        match &mut self.conn {
+            PooledConnection::Sqlite(c) => c.execute(sql).await.map(drop),
+            PooledConnection::Postgres(c) => c.execute(sql).await.map(drop),
+            PooledConnection::MySql(c) => c.execute(sql).await.map(drop),
+        }
+    }
+}
+
+impl TxConnection {
+    /// Records that COMMIT or ROLLBACK succeeded (or that the transaction now lives on the server
+    /// as a prepared one): the connection may go back to the pool.
+    pub(crate) fn mark_finished(&mut self) {
+        self.in_transaction = false;
+    }
+}
+
+impl Drop for TxConnection {
+    fn drop(&mut self) {
+        if self.in_transaction {
+            match &mut self.conn {
+                PooledConnection::Sqlite(c) => c.close_on_drop(),
+                PooledConnection::Postgres(c) => c.close_on_drop(),
+                PooledConnection::MySql(c) => c.close_on_drop(),
+            }
+        }
+    }
+}
