@@ -245,10 +245,7 @@ async fn calls_without_a_handle_use_the_scope(backend: Backend) -> Result<()> {
         .await?;
     assert_eq!(balance(&db, ids[0]).await, 55);
     // Outside any scope, a model that names no database has nowhere to go.
-    assert!(matches!(
-        Account::count(&Ambient).await,
-        Err(Error::Configuration { .. })
-    ));
+    assert!(matches!(Account::count(&Ambient).await, Err(Error::NoConnectionChosen)));
     assert_eq!(Account::count(&using).await?, 1, "`using` outside a scope is the pool");
     Ok(())
 }
