@@ -35,6 +35,7 @@ pub mod error;
 pub mod executor;
 pub mod model;
 pub mod query;
+pub mod schema;
 mod sql;
 pub mod transaction;
 pub mod two_phase;
@@ -46,21 +47,24 @@ pub use error::{ConstraintKind, Error, PartialCommit, Result};
 pub use executor::{Ambient, Executor, Using, fetch_column};
 pub use model::{Model, ModelMeta};
 pub use query::{Column, Condition, Order, Query, col};
+pub use schema::{ColumnKind, ColumnType, SchemaMismatch};
 pub use transaction::{Isolation, Tx};
-pub use value::{Arguments, IntoParam, Json, RowRef, Value};
+pub use value::{Arguments, IntoParam, Json, OutOfRange, RowRef, Value};
 
 /// Items the derive macro's generated code refers to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    use crate::{Arguments, Result, RowRef, Value};
+    use crate::{Arguments, ColumnType, Result, RowRef, Value};
 
     pub use crate::sql::{StatementCache, Statements};
 
     /// How to read and bind one column of type `V`. The derive makes one `const` of it per
     /// field, so that the `Value` bound is checked once, at the field type's span.
     pub struct ColumnFns<V> {
-        pub get: fn(RowRef<'_>, usize) -> Result<V>,
+        /// Reads column `index` of a row of `table`.
+        pub get: fn(RowRef<'_>, &'static str, usize) -> Result<V>,
         pub bind: fn(&V, &mut Arguments) -> Result<()>,
+        pub column_type: fn() -> ColumnType,
     }
 
     /// The functions for a column of type `V`.
@@ -68,11 +72,12 @@ pub mod __private {
         ColumnFns {
             get: get::<V>,
             bind: bind::<V>,
+            column_type: V::column_type,
         }
     }
 
-    fn get<V: Value>(row: RowRef<'_>, index: usize) -> Result<V> {
-        row.get(index)
+    fn get<V: Value>(row: RowRef<'_>, table: &'static str, index: usize) -> Result<V> {
+        row.get_in(table, index)
     }
 
     fn bind<V: Value>(value: &V, args: &mut Arguments) -> Result<()> {
