@@ -45,7 +45,7 @@ pub fn expand(model: &ModelDef<'_>) -> TokenStream {
             let i = index;
             index += 1;
             let column = column_const(i);
-            quote!(#name: (#column.get)(row, #i)?)
+            quote!(#name: (#column.get)(row, #table, #i)?)
         }
     });
 
@@ -57,6 +57,11 @@ pub fn expand(model: &ModelDef<'_>) -> TokenStream {
         } else {
             quote!((#column.bind)(&self.#name, args)?;)
         }
+    });
+
+    let column_types = (0..model.stored().count()).map(|i| {
+        let column = column_const(i);
+        quote!((#column.column_type)())
     });
 
     let (key_getter, key_setter, key_clearer) = if key_generated {
@@ -112,6 +117,10 @@ pub fn expand(model: &ModelDef<'_>) -> TokenStream {
 
                 fn clear_generated_key(&mut self) {
                     #key_clearer
+                }
+
+                fn column_types() -> ::std::vec::Vec<::activerecord::ColumnType> {
+                    ::std::vec![#(#column_types),*]
                 }
 
                 fn statements(

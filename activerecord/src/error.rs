@@ -60,8 +60,10 @@ pub enum Error {
         configured: Vec<String>,
     },
 
-    /// The database refused a write because it breaks a constraint of the schema.
-    #[error("{kind} on connection {connection:?}: {source}")]
+    /// The database refused a write because it breaks a constraint of the schema, or a value it
+    /// cannot hold. A statement larger than MySQL/MariaDB's `max_allowed_packet` is reported here
+    /// too, as [`ConstraintKind::ValueTooLarge`] with `constraint` `"max_allowed_packet"`.
+    #[error("{kind} on connection {connection:?}{}: {source}", constraint_advice(*kind, constraint.as_deref()))]
     ConstraintViolation {
         /// The connection the statement ran on.
         connection: String,
@@ -158,9 +160,12 @@ pub enum Error {
         connection: String,
     },
 
-    /// A column value could not be converted to the field's Rust type.
-    #[error("cannot read column `{column}` into the model's field: {source}")]
+    /// A column value could not be converted to the field's Rust type, e.g. a NULL read into a
+    /// field that is not an `Option` (on every backend, SQLite included).
+    #[error("cannot read column `{column}`{} into the model's field: {source}", of_table(*table))]
     Decode {
+        /// The model's table, when the row was read for a model.
+        table: Option<&'static str>,
         /// The column.
         column: String,
         /// Why the value does not fit.
@@ -176,6 +181,37 @@ pub enum Error {
         /// Why encoding failed.
         #[source]
         source: sqlx::error::BoxDynError,
+    },
+
+    /// A value is outside the range the backend can store (a date before year 1000 on
+    /// MySQL/MariaDB, say). It was found before the statement was sent: nothing was written.
+    #[error(
+        "cannot send parameter {parameter}: {value} is outside what {backend} stores ({range}); nothing was sent: keep the value within that range"
+    )]
+    ValueOutOfRange {
+        /// The 1-based position of the parameter.
+        parameter: usize,
+        /// The value, as written by `Display`.
+        value: String,
+        /// The backend it was to be sent to.
+        backend: crate::Backend,
+        /// The range that backend stores.
+        range: &'static str,
+    },
+
+    /// The table does not match the model: see [`Model::check_schema`](crate::Model::check_schema).
+    /// Lists every difference at once.
+    #[error(
+        "table `{table}` on connection {connection:?} does not match the model: {}; migrate the database or change the model",
+        list_mismatches(mismatches)
+    )]
+    SchemaMismatch {
+        /// The connection that was checked.
+        connection: String,
+        /// The model's table.
+        table: &'static str,
+        /// Every difference found, in the model's column order.
+        mismatches: Vec<crate::schema::SchemaMismatch>,
     },
 
     /// A query names a column the model does not have.
@@ -394,6 +430,29 @@ impl fmt::Display for ConstraintKind {
     }
 }
 
+fn of_table(table: Option<&str>) -> String {
+    table.map(|t| format!(" of `{t}`")).unwrap_or_default()
+}
+
+/// What to do about a violation whose fix is not in the schema.
+fn constraint_advice(kind: ConstraintKind, constraint: Option<&str>) -> &'static str {
+    match (kind, constraint) {
+        (ConstraintKind::ValueTooLarge, Some(MAX_ALLOWED_PACKET)) => {
+            " (the statement is larger than the server's max_allowed_packet: raise max_allowed_packet \
+             on the server, e.g. SET GLOBAL max_allowed_packet = 1073741824, or store smaller values)"
+        }
+        _ => "",
+    }
+}
+
+/// The name MySQL/MariaDB gives the limit on one statement's size.
+const MAX_ALLOWED_PACKET: &str = "max_allowed_packet";
+
+fn list_mismatches(mismatches: &[crate::schema::SchemaMismatch]) -> String {
+    let items: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
+    items.join("; ")
+}
+
 fn list_or_none(names: &[String]) -> String {
     if names.is_empty() {
         "none".to_owned()
@@ -441,6 +500,7 @@ impl Error {
             | sqlx::Error::WorkerCrashed => Error::ConnectionLost { connection, source },
             sqlx::Error::PoolTimedOut => Error::PoolTimeout { connection },
             sqlx::Error::ColumnDecode { index, .. } => Error::Decode {
+                table: None,
                 column: index.clone(),
                 source,
             },
@@ -455,7 +515,11 @@ impl Error {
                     _ => None,
                 };
                 if let Some(kind) = kind {
-                    let constraint = db.constraint().map(str::to_owned);
+                    let constraint = if code == ER_NET_PACKET_TOO_LARGE {
+                        Some(MAX_ALLOWED_PACKET.to_owned())
+                    } else {
+                        db.constraint().map(str::to_owned)
+                    };
                     return Error::ConstraintViolation {
                         connection,
                         kind,
@@ -485,9 +549,17 @@ pub(crate) fn database_code(db: &dyn sqlx::error::DatabaseError) -> String {
     db.code().map(|c| c.into_owned()).unwrap_or_default()
 }
 
-/// PostgreSQL 22001/22003, MySQL 1406 (data too long) and 1264 (out of range).
+/// MySQL's "Got a packet bigger than 'max_allowed_packet' bytes". The server closes the
+/// connection after it; the pool pings a connection when it comes back and drops a dead one.
+const ER_NET_PACKET_TOO_LARGE: &str = "1153";
+
+/// PostgreSQL 22001/22003 (too long, out of range) and 22008 (date/time out of range), MySQL 1406
+/// (data too long), 1264 (out of range) and 1153 (statement larger than `max_allowed_packet`).
 fn is_value_too_large_code(code: &str) -> bool {
-    matches!(code, "22001" | "22003" | "1406" | "1264")
+    matches!(
+        code,
+        "22001" | "22003" | "22008" | "1406" | "1264" | ER_NET_PACKET_TOO_LARGE
+    )
 }
 
 /// PostgreSQL admin shutdown and connection failures (57P01..57P03, 08000, 08003, 08006; not

@@ -37,6 +37,7 @@ pub mod error;
 pub mod executor;
 pub mod model;
 pub mod query;
+pub mod schema;
 mod sql;
 pub mod transaction;
 pub mod two_phase;
@@ -48,21 +49,24 @@ pub use error::{ConnectFailure, ConstraintKind, Error, PartialCommit, Result};
 pub use executor::{Executor, fetch_column};
 pub use model::{Model, ModelMeta};
 pub use query::{Column, Condition, Order, Query, col};
+pub use schema::{ColumnKind, ColumnType, SchemaMismatch};
 pub use transaction::{Ambient, Event, EventKind, Isolation, Observer, ObserverId, Tx, UnitId, UnitOutcome, Using};
-pub use value::{Arguments, IntoParam, Json, RowRef, Value};
+pub use value::{Arguments, IntoParam, Json, OutOfRange, RowRef, Value};
 
 /// Items the derive macro's generated code refers to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    use crate::{Arguments, Result, RowRef, Value};
+    use crate::{Arguments, ColumnType, Result, RowRef, Value};
 
     pub use crate::sql::{StatementCache, Statements};
 
     /// How to read and bind one column of type `V`. The derive makes one `const` of it per
     /// field, so that the `Value` bound is checked once, at the field type's span.
     pub struct ColumnFns<V> {
-        pub get: fn(RowRef<'_>, usize) -> Result<V>,
+        /// Reads column `index` of a row of `table`.
+        pub get: fn(RowRef<'_>, &'static str, usize) -> Result<V>,
         pub bind: fn(&V, &mut Arguments) -> Result<()>,
+        pub column_type: fn() -> ColumnType,
     }
 
     /// The functions for a column of type `V`.
@@ -70,11 +74,12 @@ pub mod __private {
         ColumnFns {
             get: get::<V>,
             bind: bind::<V>,
+            column_type: V::column_type,
         }
     }
 
-    fn get<V: Value>(row: RowRef<'_>, index: usize) -> Result<V> {
-        row.get(index)
+    fn get<V: Value>(row: RowRef<'_>, table: &'static str, index: usize) -> Result<V> {
+        row.get_in(table, index)
     }
 
     fn bind<V: Value>(value: &V, args: &mut Arguments) -> Result<()> {

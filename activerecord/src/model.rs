@@ -10,6 +10,7 @@ use crate::connection::Backend;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, Target};
 use crate::query::{Condition, Query};
+use crate::schema::ColumnType;
 use crate::sql::Statements;
 use crate::value::{Arguments, RowRef, Value};
 use std::fmt;
@@ -106,6 +107,44 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// The model's statements for `backend`.
     #[doc(hidden)]
     fn statements(backend: Backend) -> &'static Statements;
+
+    /// What each column of [`META.columns`](ModelMeta::columns) needs, in the same order.
+    #[doc(hidden)]
+    fn column_types() -> Vec<ColumnType>;
+
+    /// Compares the model with its table and reports every difference at once, as
+    /// [`Error::SchemaMismatch`]: a missing table, a missing column, a column type the field's
+    /// Rust type is not stored in (see [`ColumnKind::accepts`](crate::ColumnKind::accepts)), a
+    /// column that allows NULL for a field that is not an `Option`. Run it at start-up: a model
+    /// that does not match its table fails there, not on the first row it reads. See the
+    /// [`schema`](crate::schema) module.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::{ActiveRecord, ConnectionManager, Error, Model, SchemaMismatch};
+    ///
+    /// #[derive(ActiveRecord, Debug)]
+    /// #[activerecord(table = "people")]
+    /// struct Person {
+    ///     id: Option<i64>,
+    ///     name: String,
+    ///     nickname: String,
+    /// }
+    ///
+    /// let db = ConnectionManager::configure("check_schema_doc", "sqlite::memory:").await?;
+    /// db.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)").await?;
+    /// let Err(Error::SchemaMismatch { mismatches, .. }) = Person::check_schema(&db).await else {
+    ///     panic!("the table does not match");
+    /// };
+    /// assert_eq!(mismatches, [
+    ///     SchemaMismatch::NullableColumn { column: "name" },
+    ///     SchemaMismatch::MissingColumn { column: "nickname" },
+    /// ]);
+    /// # Ok(()) }
+    /// ```
+    fn check_schema<C: Executor + ?Sized>(conn: &C) -> impl Future<Output = Result<()>> + Send {
+        crate::schema::check::<Self, C>(conn)
+    }
 
     /// The record with primary key `key`, or [`Error::NotFound`].
     fn find<C: Executor + ?Sized>(

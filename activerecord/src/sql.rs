@@ -8,12 +8,16 @@ use crate::model::ModelMeta;
 use std::fmt::Write;
 use std::sync::OnceLock;
 
-/// Appends `ident` quoted for `backend`: `"name"` (SQLite, PostgreSQL) or `` `name` `` (MySQL),
+/// Appends `ident` quoted for `backend`: `"name"` (PostgreSQL) or `` `name` `` (MySQL, SQLite),
 /// with any quote character inside doubled.
+///
+/// SQLite takes a double-quoted identifier that names no column as a string literal, so a
+/// missing column would read back its own name; a backtick-quoted one is always an identifier
+/// ("no such column").
 pub(crate) fn push_ident(out: &mut String, backend: Backend, ident: &str) {
     let quote = match backend {
-        Backend::MySql => '`',
-        Backend::Sqlite | Backend::Postgres => '"',
+        Backend::MySql | Backend::Sqlite => '`',
+        Backend::Postgres => '"',
     };
     out.push(quote);
     for c in ident.chars() {
@@ -281,8 +285,8 @@ mod tests {
         let s = Statements::build(Backend::Sqlite, &meta);
         assert_eq!(
             s.insert_generating_key,
-            r#"INSERT INTO "accounts" DEFAULT VALUES RETURNING "id""#
+            "INSERT INTO `accounts` DEFAULT VALUES RETURNING `id`"
         );
-        assert_eq!(s.update, r#"UPDATE "accounts" SET "id" = "id" WHERE "id" = ?"#);
+        assert_eq!(s.update, "UPDATE `accounts` SET `id` = `id` WHERE `id` = ?");
     }
 }

@@ -43,11 +43,12 @@ pub async fn connect(backend: Backend, label: &str) -> Database {
 pub struct Ddl(pub Backend);
 
 impl Ddl {
-    /// An identifier quoted for the backend.
+    /// An identifier quoted for the backend (SQLite takes a double-quoted name that is no
+    /// column as a string: backticks never are).
     pub fn quote(&self, ident: &str) -> String {
         match self.0 {
-            Backend::MySql => format!("`{ident}`"),
-            Backend::Sqlite | Backend::Postgres => format!("\"{ident}\""),
+            Backend::MySql | Backend::Sqlite => format!("`{ident}`"),
+            Backend::Postgres => format!("\"{ident}\""),
         }
     }
 }

@@ -9,3 +9,4 @@ mod nesting;
 mod queries;
 mod scopes;
 mod two_phase;
+mod values;
