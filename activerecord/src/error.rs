@@ -211,7 +211,7 @@ pub enum Error {
         /// The model's table.
         table: &'static str,
         /// Every difference found, in the model's column order.
-        mismatches: Vec<crate::schema::SchemaMismatch>,
+        mismatches: Vec<SchemaMismatch>,
     },
 
     /// A query names a column the model does not have.
@@ -448,7 +448,7 @@ fn constraint_advice(kind: ConstraintKind, constraint: Option<&str>) -> &'static
 /// The name MySQL/MariaDB gives the limit on one statement's size.
 const MAX_ALLOWED_PACKET: &str = "max_allowed_packet";
 
-fn list_mismatches(mismatches: &[crate::schema::SchemaMismatch]) -> String {
+fn list_mismatches(mismatches: &[SchemaMismatch]) -> String {
     let items: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
     items.join("; ")
 }
@@ -471,117 +471,50 @@ impl Error {
     pub fn rejected(reason: impl Into<String>) -> Self {
         Error::Rejected(reason.into())
     }
+}
 
-    /// Whether retrying the whole unit of work may succeed: the connection was lost, the pool was
-    /// busy, or the database aborted the transaction to break a deadlock or a serialization
-    /// conflict.
-    ///
-    /// ```
-    /// assert!(!activerecord::Error::rejected("no").is_transient());
-    /// ```
-    pub fn is_transient(&self) -> bool {
+/// One difference between a model and its table, found by
+/// [`Model::check_schema`](crate::Model::check_schema).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SchemaMismatch {
+    /// The table does not exist.
+    MissingTable,
+    /// The table has no column for this field.
+    MissingColumn {
+        /// The column the model reads and writes.
+        column: &'static str,
+    },
+    /// The column's type cannot hold the field's Rust type without loss.
+    IncompatibleType {
+        /// The column.
+        column: &'static str,
+        /// Its type, as the database reports it.
+        found: String,
+        /// The type to declare (from the guide's type table).
+        expected: &'static str,
+    },
+    /// The column allows NULL but its field is not an `Option`: a NULL there could not be read.
+    NullableColumn {
+        /// The column.
+        column: &'static str,
+    },
+}
+
+impl fmt::Display for SchemaMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::ConnectionLost { .. } | Error::PoolTimeout { .. } => true,
-            Error::Query { source, .. } => source
-                .as_database_error()
-                .is_some_and(|db| is_transient_code(&database_code(db))),
-            _ => false,
+            SchemaMismatch::MissingTable => f.write_str("the table does not exist"),
+            SchemaMismatch::MissingColumn { column } => write!(f, "column `{column}` is missing"),
+            SchemaMismatch::IncompatibleType {
+                column,
+                found,
+                expected,
+            } => write!(f, "column `{column}` is {found}, the field needs {expected}"),
+            SchemaMismatch::NullableColumn { column } => write!(
+                f,
+                "column `{column}` allows NULL but its field is not an Option (declare it NOT NULL, or make the field an Option)"
+            ),
         }
     }
-
-    /// Classifies an error from sqlx raised by a statement on `connection`.
-    pub(crate) fn from_sqlx(connection: &str, source: sqlx::Error) -> Self {
-        let connection = connection.to_owned();
-        match &source {
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => Error::ConnectionLost { connection, source },
-            sqlx::Error::PoolTimedOut => Error::PoolTimeout { connection },
-            sqlx::Error::ColumnDecode { index, .. } => Error::Decode {
-                table: None,
-                column: index.clone(),
-                source,
-            },
-            sqlx::Error::Database(db) => {
-                let code = database_code(db.as_ref());
-                let kind = match db.kind() {
-                    sqlx::error::ErrorKind::UniqueViolation => Some(ConstraintKind::Unique),
-                    sqlx::error::ErrorKind::ForeignKeyViolation => Some(ConstraintKind::ForeignKey),
-                    sqlx::error::ErrorKind::NotNullViolation => Some(ConstraintKind::NotNull),
-                    sqlx::error::ErrorKind::CheckViolation => Some(ConstraintKind::Check),
-                    _ if is_value_too_large_code(&code) => Some(ConstraintKind::ValueTooLarge),
-                    _ => None,
-                };
-                if let Some(kind) = kind {
-                    let constraint = if code == ER_NET_PACKET_TOO_LARGE {
-                        Some(MAX_ALLOWED_PACKET.to_owned())
-                    } else {
-                        db.constraint().map(str::to_owned)
-                    };
-                    return Error::ConstraintViolation {
-                        connection,
-                        kind,
-                        constraint,
-                        source,
-                    };
-                }
-                if is_connection_lost_code(&code) {
-                    Error::ConnectionLost { connection, source }
-                } else if is_schema_error(&code, db.message()) {
-                    Error::Schema { connection, source }
-                } else {
-                    Error::Query { connection, source }
-                }
-            }
-            _ => Error::Query { connection, source },
-        }
-    }
-}
-
-/// The code to classify a database error by: MySQL's error number (its SQLSTATEs are too coarse),
-/// else the SQLSTATE (PostgreSQL) or result code (SQLite).
-pub(crate) fn database_code(db: &dyn sqlx::error::DatabaseError) -> String {
-    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        return mysql.number().to_string();
-    }
-    db.code().map(|c| c.into_owned()).unwrap_or_default()
-}
-
-/// MySQL's "Got a packet bigger than 'max_allowed_packet' bytes". The server closes the
-/// connection after it; the pool pings a connection when it comes back and drops a dead one.
-const ER_NET_PACKET_TOO_LARGE: &str = "1153";
-
-/// PostgreSQL 22001/22003 (too long, out of range) and 22008 (date/time out of range), MySQL 1406
-/// (data too long), 1264 (out of range) and 1153 (statement larger than `max_allowed_packet`).
-fn is_value_too_large_code(code: &str) -> bool {
-    matches!(
-        code,
-        "22001" | "22003" | "22008" | "1406" | "1264" | ER_NET_PACKET_TOO_LARGE
-    )
-}
-
-/// PostgreSQL admin shutdown and connection failures (57P01..57P03, 08000, 08003, 08006; not
-/// 08P01, a protocol violation, which retrying would repeat); MySQL 1927
-/// (connection killed) and 2006/2013 (server gone).
-fn is_connection_lost_code(code: &str) -> bool {
-    matches!(
-        code,
-        "08000" | "08003" | "08006" | "57P01" | "57P02" | "57P03" | "1927" | "2006" | "2013"
-    )
-}
-
-/// PostgreSQL 42P01/42703, MySQL 1146/1054, SQLite's "no such table/column" messages.
-fn is_schema_error(code: &str, message: &str) -> bool {
-    matches!(code, "42P01" | "42703" | "1146" | "1054")
-        || message.starts_with("no such table")
-        || message.starts_with("no such column")
-        || message.contains("has no column named")
-}
-
-/// PostgreSQL serialization failure and deadlock (40001, 40P01), MySQL deadlock and lock wait
-/// timeout (1213, 1205), SQLite busy/locked (5, 6, 517).
-fn is_transient_code(code: &str) -> bool {
-    matches!(code, "40001" | "40P01" | "1213" | "1205" | "5" | "6" | "517")
 }

@@ -6,7 +6,7 @@
 //! a model's SQL is built once per backend, not per call; a database-generated key comes back
 //! into the struct on insert.
 
-use crate::connection::Backend;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, Target};
 use crate::query::{Condition, Query};
@@ -231,12 +231,11 @@ pub trait Model: Sized + Send + Sync + 'static {
             }
             self.bind_columns(&mut args, false)?;
             let sql = statements.insert_generating_key.as_str();
-            let key = match target.backend() {
-                Backend::MySql => {
-                    let done = target.execute(sql, args).await?;
-                    Self::Key::from_generated_id(done.last_insert_id)
-                }
-                Backend::Sqlite | Backend::Postgres => target.fetch_optional(sql, args, |row| row.get(0)).await?,
+            let key = if target.backend().dialect().returns_generated_key() {
+                target.fetch_optional(sql, args, |row| row.get(0)).await?
+            } else {
+                let done = target.execute(sql, args).await?;
+                Self::Key::from_generated_id(done.last_insert_id)
             };
             let key = key.ok_or_else(|| no_generated_key::<Self>(&target))?;
             self.set_key(key);

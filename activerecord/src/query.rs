@@ -4,7 +4,7 @@
 //! Guarantees: values (including `LIMIT` and `OFFSET`) are bound parameters; column names are
 //! checked against the model and quoted; an unknown column is [`Error::UnknownColumn`].
 
-use crate::connection::Backend;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, Target};
 use crate::model::Model;
@@ -134,11 +134,7 @@ impl Column {
 fn push_param(sql: &mut String, args: &mut Arguments, backend: Backend, value: &dyn Value) -> Result<()> {
     args.add(value)?;
     push_placeholder(sql, backend, args.len());
-    if backend == Backend::Postgres
-        && let Some(postgres_type) = value.postgres_type()
-    {
-        let _ = write!(sql, "::{postgres_type}");
-    }
+    backend.dialect().push_parameter_cast(sql, value.postgres_type());
     Ok(())
 }
 
@@ -388,8 +384,8 @@ impl<M: Model> Query<M> {
         if matches!(projection, Projection::Count) && paged {
             sql = format!("SELECT COUNT(*) FROM ({sql}) AS counted");
         }
-        if self.for_update && backend != Backend::Sqlite && matches!(projection, Projection::Columns) {
-            sql.push_str(" FOR UPDATE");
+        if self.for_update && matches!(projection, Projection::Columns) {
+            sql.push_str(backend.dialect().for_update());
         }
         Ok((sql, args))
     }
@@ -438,12 +434,11 @@ impl<M: Model> Query<M> {
                 Order::Desc => " DESC",
             });
         }
-        let limit = match (self.limit, self.offset, backend) {
-            (Some(limit), _, _) => Some(i64::try_from(limit).unwrap_or(i64::MAX)),
-            // SQLite and MySQL accept OFFSET only after a LIMIT: use "no limit".
-            (None, Some(_), Backend::Sqlite) => Some(-1),
-            (None, Some(_), Backend::MySql) => Some(i64::MAX),
-            (None, _, _) => None,
+        let limit = match (self.limit, self.offset) {
+            (Some(limit), _) => Some(i64::try_from(limit).unwrap_or(i64::MAX)),
+            // SQLite and MySQL accept OFFSET only after a LIMIT: use their "no limit".
+            (None, Some(_)) => backend.dialect().no_limit(),
+            (None, None) => None,
         };
         if let Some(limit) = limit {
             args.add(&limit)?;

@@ -3,7 +3,7 @@
 //!
 //! Values never enter SQL text here: every value is a placeholder, bound at execution.
 
-use crate::connection::Backend;
+use crate::backend::Backend;
 use crate::model::ModelMeta;
 use std::fmt::Write;
 use std::sync::OnceLock;
@@ -15,10 +15,7 @@ use std::sync::OnceLock;
 /// missing column would read back its own name; a backtick-quoted one is always an identifier
 /// ("no such column").
 pub(crate) fn push_ident(out: &mut String, backend: Backend, ident: &str) {
-    let quote = match backend {
-        Backend::MySql | Backend::Sqlite => '`',
-        Backend::Postgres => '"',
-    };
+    let quote = backend.dialect().quote();
     out.push(quote);
     for c in ident.chars() {
         if c == quote {
@@ -31,13 +28,7 @@ pub(crate) fn push_ident(out: &mut String, backend: Backend, ident: &str) {
 
 /// Appends the placeholder for the `position`-th parameter (1-based).
 pub(crate) fn push_placeholder(out: &mut String, backend: Backend, position: usize) {
-    match backend {
-        Backend::Postgres => {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "${position}");
-        }
-        Backend::Sqlite | Backend::MySql => out.push('?'),
-    }
+    backend.dialect().push_placeholder(out, position);
 }
 
 /// Appends `ident, ident, ...` for `columns`.
@@ -108,18 +99,13 @@ impl Statements {
             push_placeholder(&mut s, backend, first_param);
             s
         };
+        let dialect = backend.dialect();
         let find = format!("{select}{}", where_key(1));
-        let find_for_update = match backend {
-            Backend::Sqlite => find.clone(),
-            Backend::Postgres | Backend::MySql => format!("{find} FOR UPDATE"),
-        };
+        let find_for_update = format!("{find}{}", dialect.for_update());
 
         let mut insert_generating_key = format!("INSERT INTO {table} ");
         if non_key_count == 0 {
-            insert_generating_key.push_str(match backend {
-                Backend::MySql => "() VALUES ()",
-                Backend::Sqlite | Backend::Postgres => "DEFAULT VALUES",
-            });
+            insert_generating_key.push_str(dialect.insert_defaults());
         } else {
             insert_generating_key.push('(');
             push_column_list(&mut insert_generating_key, backend, non_key());
@@ -127,7 +113,7 @@ impl Statements {
             push_placeholders(&mut insert_generating_key, backend, 1, non_key_count);
             insert_generating_key.push(')');
         }
-        if backend != Backend::MySql {
+        if dialect.returns_generated_key() {
             let _ = write!(insert_generating_key, " RETURNING {quoted_key}");
         }
 
@@ -142,30 +128,10 @@ impl Statements {
             .map(|column| {
                 let mut quoted = String::new();
                 push_ident(&mut quoted, backend, column);
-                match backend {
-                    Backend::MySql => format!("{quoted} = VALUES({quoted})"),
-                    Backend::Sqlite | Backend::Postgres => format!("{quoted} = excluded.{quoted}"),
-                }
+                quoted
             })
             .collect();
-        match (backend, assignments.is_empty()) {
-            (Backend::MySql, true) => {
-                let _ = write!(upsert, " ON DUPLICATE KEY UPDATE {quoted_key} = {quoted_key}");
-            }
-            (Backend::MySql, false) => {
-                let _ = write!(upsert, " ON DUPLICATE KEY UPDATE {}", assignments.join(", "));
-            }
-            (_, true) => {
-                let _ = write!(upsert, " ON CONFLICT ({quoted_key}) DO NOTHING");
-            }
-            (_, false) => {
-                let _ = write!(
-                    upsert,
-                    " ON CONFLICT ({quoted_key}) DO UPDATE SET {}",
-                    assignments.join(", ")
-                );
-            }
-        }
+        dialect.push_upsert(&mut upsert, &quoted_key, &assignments);
 
         let mut update = format!("UPDATE {table} SET ");
         if non_key_count == 0 {
@@ -212,12 +178,7 @@ impl StatementCache {
 
     /// The statements for `backend`, built from `meta` the first time.
     pub fn get(&self, backend: Backend, meta: &ModelMeta) -> &Statements {
-        let slot = match backend {
-            Backend::Sqlite => 0,
-            Backend::Postgres => 1,
-            Backend::MySql => 2,
-        };
-        self.0[slot].get_or_init(|| Statements::build(backend, meta))
+        self.0[backend as usize].get_or_init(|| Statements::build(backend, meta))
     }
 }
 

@@ -545,16 +545,13 @@ async fn resolve(database: &Database, branch: &PreparedBranch, how: Finish) -> R
 /// PostgreSQL's answer when another session holds the prepared transaction (55000, "prepared
 /// transaction with identifier ... is busy"): two recoveries racing for the same branch.
 fn is_being_finished(error: &Error) -> bool {
-    database_error(error).is_some_and(|db| db.code().as_deref() == Some("55000") && db.message().contains("is busy"))
+    database_error(error).is_some_and(crate::backend::is_branch_busy)
 }
 
-/// PostgreSQL 42704 (no such prepared transaction), MySQL 1397 (XAER_NOTA) and 1402
-/// (XA_RBROLLBACK: an empty branch).
+/// The server knows no such prepared branch (PostgreSQL 42704; XA's XAER_NOTA, or XA_RBROLLBACK
+/// for an empty branch).
 fn is_already_finished(error: &Error) -> bool {
-    database_error(error).is_some_and(|db| match db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        Some(mysql) => matches!(mysql.number(), 1397 | 1402),
-        None => db.code().as_deref() == Some("42704"),
-    })
+    database_error(error).is_some_and(crate::backend::is_unknown_branch)
 }
 
 /// The database's own error behind a failed statement.

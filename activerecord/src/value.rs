@@ -6,9 +6,9 @@
 //! other type is a compile error that lists them. Where a backend has no native column type for
 //! a value (decimals on SQLite) it is stored as text, losslessly.
 
-use crate::connection::Backend;
+use crate::backend::Backend;
+use crate::backend::{ColumnKind, ColumnType};
 use crate::error::{Error, Result};
-use crate::schema::{ColumnKind, ColumnType};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use sqlx::error::BoxDynError;
 use sqlx::mysql::{MySqlArguments, MySqlRow};
@@ -343,15 +343,7 @@ impl std::error::Error for OutOfRange {}
 
 /// Refuses a date (or the date of a timestamp) outside what `backend` stores.
 fn check_date_range(backend: Backend, date: NaiveDate, value: &dyn std::fmt::Display) -> Result<(), BoxDynError> {
-    use chrono::Datelike as _;
-    let (fits, range) = match backend {
-        Backend::MySql => ((1000..=9999).contains(&date.year()), "years 1000 to 9999"),
-        Backend::Sqlite => ((0..=9999).contains(&date.year()), "years 0000 to 9999 as text"),
-        Backend::Postgres => (
-            date >= NaiveDate::from_ymd_opt(-4713, 11, 24).expect("a valid date"),
-            "from 4714-11-24 BC",
-        ),
-    };
+    let (fits, range) = backend.dialect().date_fits(date);
     if fits {
         Ok(())
     } else {

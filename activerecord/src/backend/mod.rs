@@ -1,7 +1,19 @@
-//! Everything that differs per database engine. Today: which engines there are and how a URL
-//! names one; the SQL text, error codes and value quirks of each engine move here, one file per
-//! engine, so that no module above has to `match` on the engine.
+//! Everything that differs per database engine, one file per engine: identifier quoting and
+//! placeholders, the shapes of the model statements, the text of `BEGIN`, `COMMIT`, savepoints,
+//! `PREPARE TRANSACTION` and XA, the listing of prepared branches, the classification of error
+//! codes, the column types of each value kind, and the range of dates each engine stores.
+//!
+//! Each engine implements [`Dialect`]; [`Backend::dialect`] is the one place that matches on the
+//! engine. Nothing above this module writes engine-specific SQL or knows an engine's error codes.
+//! (The driver types themselves, sqlx's pools, arguments and rows, are matched where values are
+//! bound and connections opened: that is the edge between the engines' drivers and us.)
 
+mod mysql;
+mod postgres;
+mod sqlite;
+
+use crate::error::{ConstraintKind, Error};
+use std::borrow::Cow;
 use std::fmt;
 
 /// The database engines a connection can talk to.
@@ -44,5 +56,453 @@ impl fmt::Display for Backend {
             Backend::Postgres => "PostgreSQL",
             Backend::MySql => "MySQL/MariaDB",
         })
+    }
+}
+
+/// Transaction isolation levels. SQLite always runs serializable, which is at least as strict as
+/// any level asked for.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+/// use activerecord::{ConnectionManager, Isolation, fetch_column};
+///
+/// ConnectionManager::configure("isolation_doc", "sqlite::memory:").await?;
+/// let answer = ConnectionManager::using("isolation_doc")
+///     .isolation(Isolation::Serializable)
+///     .read_only()
+///     .transaction(async |tx| fetch_column::<i64, _>(tx, "SELECT 42").await)
+///     .await?;
+/// assert_eq!(answer, [42]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// `READ UNCOMMITTED`
+    ReadUncommitted,
+    /// `READ COMMITTED`
+    ReadCommitted,
+    /// `REPEATABLE READ`
+    RepeatableRead,
+    /// `SERIALIZABLE`
+    Serializable,
+}
+
+impl Isolation {
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            Isolation::ReadUncommitted => "READ UNCOMMITTED",
+            Isolation::ReadCommitted => "READ COMMITTED",
+            Isolation::RepeatableRead => "REPEATABLE READ",
+            Isolation::Serializable => "SERIALIZABLE",
+        }
+    }
+}
+
+/// The id of one branch (one database's transaction) of a global transaction: the global id
+/// (checked by its maker to be a safe SQL literal) and the branch number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BranchId {
+    pub(crate) gtrid: String,
+    pub(crate) branch: usize,
+}
+
+impl BranchId {
+    /// Branch number `branch` of global transaction `gtrid`.
+    pub(crate) fn new(gtrid: &str, branch: usize) -> BranchId {
+        BranchId {
+            gtrid: gtrid.to_owned(),
+            branch,
+        }
+    }
+
+    /// The PostgreSQL gid (one per branch, unique in the cluster).
+    pub(crate) fn postgres_gid(&self) -> String {
+        format!("{}-{}", self.gtrid, self.branch)
+    }
+
+    /// The XA xid literal: `'gtrid','bqual'`.
+    pub(crate) fn xa_xid(&self) -> String {
+        format!("'{}','{}'", self.gtrid, self.branch)
+    }
+}
+
+/// How a transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    Commit,
+    Rollback,
+}
+
+impl Finish {
+    /// `COMMIT` or `ROLLBACK`.
+    pub(crate) fn verb(self) -> &'static str {
+        match self {
+            Finish::Commit => "COMMIT",
+            Finish::Rollback => "ROLLBACK",
+        }
+    }
+}
+
+/// Which column types a field's Rust type is stored in: one kind per supported [`Value`](crate::Value)
+/// type. Which declared types each kind accepts on each backend is [`ColumnKind::accepts`].
+///
+/// ```
+/// use activerecord::{Backend, ColumnKind};
+///
+/// assert!(ColumnKind::BigInt.accepts(Backend::Sqlite, "INT"));
+/// assert!(ColumnKind::BigInt.accepts(Backend::Postgres, "int8"));
+/// assert!(!ColumnKind::BigInt.accepts(Backend::Postgres, "int4"));
+/// assert_eq!(ColumnKind::BigInt.expected(Backend::MySql), "BIGINT");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ColumnKind {
+    /// `i16`.
+    SmallInt,
+    /// `i32`.
+    Int,
+    /// `i64`.
+    BigInt,
+    /// `f32`.
+    Float,
+    /// `f64`.
+    Double,
+    /// `bool`.
+    Bool,
+    /// `String`.
+    Text,
+    /// `Vec<u8>`.
+    Bytes,
+    /// `rust_decimal::Decimal`.
+    Decimal,
+    /// `chrono::DateTime<Utc>`.
+    TimestampTz,
+    /// `chrono::NaiveDateTime`.
+    Timestamp,
+    /// `chrono::NaiveDate`.
+    Date,
+    /// `uuid::Uuid`.
+    Uuid,
+    /// `activerecord::Json<T>`.
+    Json,
+    /// A type whose column types are not known (a [`Value`](crate::Value) of your own that does
+    /// not say): any column type is accepted.
+    Any,
+}
+
+/// What a field needs of its column: a [`ColumnKind`], and whether it may hold NULL (the field
+/// is an `Option`).
+///
+/// ```
+/// use activerecord::{ColumnKind, ColumnType, Value};
+///
+/// assert_eq!(i64::column_type(), ColumnType { kind: ColumnKind::BigInt, nullable: false });
+/// assert!(<Option<i64>>::column_type().nullable);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnType {
+    /// Which column types fit.
+    pub kind: ColumnKind,
+    /// Whether the field takes NULL.
+    pub nullable: bool,
+}
+
+impl ColumnType {
+    /// A NOT NULL column of `kind`.
+    pub const fn not_null(kind: ColumnKind) -> Self {
+        ColumnType { kind, nullable: false }
+    }
+}
+
+impl ColumnKind {
+    /// Whether a column declared as `declared` on `backend` stores this kind without loss.
+    ///
+    /// `declared` is SQLite's declared type (`INTEGER`, `VARCHAR(50)`, ...), PostgreSQL's
+    /// `udt_name` (`int8`, `varchar`, `timestamptz`, ...) and MySQL's `COLUMN_TYPE` (`bigint(20)`,
+    /// `tinyint(1)`, `binary(16)`, `int(11) unsigned`, ...).
+    ///
+    /// - SQLite, by type affinity, as lenient as SQLite: integers and `bool` take INTEGER or
+    ///   NUMERIC affinity (`INT`, `BIGINT`, `BOOLEAN`); floats REAL affinity; `String` and
+    ///   decimals (stored as exact text) TEXT affinity; date and time types TEXT or NUMERIC
+    ///   affinity (`DATETIME`); JSON TEXT affinity or `JSON`; bytes and UUIDs BLOB affinity. A
+    ///   column declared with no type takes anything.
+    /// - PostgreSQL, exactly the type sqlx decodes: `int2`, `int4`, `int8`, `float4`, `float8`,
+    ///   `bool`, `text`/`varchar`/`bpchar`/`citext`, `bytea`, `numeric`, `timestamptz`,
+    ///   `timestamp`, `date`, `uuid`, `jsonb`/`json`.
+    /// - MySQL/MariaDB: signed integer columns no wider than the field (`TINYINT`, `SMALLINT`
+    ///   for `i16`; also `MEDIUMINT`, `INT` for `i32`; also `BIGINT` for `i64`), `TINYINT`/`BIT`
+    ///   for `bool`, `FLOAT`, `DOUBLE`, the `CHAR`/`TEXT` family, the `BINARY`/`BLOB` family,
+    ///   `DECIMAL`, `DATETIME`/`TIMESTAMP`, `DATE`, `BINARY(16)` for UUIDs, and `JSON` (MariaDB
+    ///   reports it as `LONGTEXT`) or a `TEXT` type for JSON.
+    pub fn accepts(self, backend: Backend, declared: &str) -> bool {
+        self == ColumnKind::Any || backend.dialect().accepts(self, &declared.trim().to_ascii_lowercase())
+    }
+
+    /// The column type to declare on `backend`, as in the guide's type table.
+    pub fn expected(self, backend: Backend) -> &'static str {
+        match self {
+            ColumnKind::Any => "any type",
+            kind => backend.dialect().expected(kind),
+        }
+    }
+}
+
+/// What differs per engine. One implementation per engine, in this module's files; reached
+/// through [`Backend::dialect`].
+pub(crate) trait Dialect: Sync {
+    // --- SQL text
+
+    /// The character that quotes an identifier (doubled inside it).
+    fn quote(&self) -> char;
+
+    /// Appends the placeholder of the `position`-th parameter (1-based).
+    fn push_placeholder(&self, out: &mut String, position: usize) {
+        let _ = position;
+        out.push('?');
+    }
+
+    /// Appends a cast of the placeholder just written to `value_type` where the engine fixes a
+    /// statement's parameter types when it prepares it (PostgreSQL; see
+    /// [`Value::postgres_type`](crate::Value::postgres_type)).
+    fn push_parameter_cast(&self, out: &mut String, value_type: Option<&'static str>) {
+        let _ = (out, value_type);
+    }
+
+    /// What follows `INSERT INTO t` for a row of defaults only.
+    fn insert_defaults(&self) -> &'static str {
+        "DEFAULT VALUES"
+    }
+
+    /// Whether an INSERT can return the generated key (`RETURNING`); MySQL reports it as the last
+    /// insert id instead.
+    fn returns_generated_key(&self) -> bool {
+        true
+    }
+
+    /// Appends the clause that turns an INSERT of every column into an upsert on the key:
+    /// `assignments` are the quoted non-key columns.
+    fn push_upsert(&self, out: &mut String, quoted_key: &str, assignments: &[String]) {
+        if assignments.is_empty() {
+            out.push_str(&format!(" ON CONFLICT ({quoted_key}) DO NOTHING"));
+        } else {
+            let set: Vec<String> = assignments.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+            out.push_str(&format!(" ON CONFLICT ({quoted_key}) DO UPDATE SET {}", set.join(", ")));
+        }
+    }
+
+    /// What a SELECT appends to lock its rows until the end of the transaction.
+    fn for_update(&self) -> &'static str {
+        " FOR UPDATE"
+    }
+
+    /// The LIMIT that means "no limit", where OFFSET needs a LIMIT before it.
+    fn no_limit(&self) -> Option<i64> {
+        None
+    }
+
+    // --- transactions
+
+    /// The statements that open a transaction; with `branch`, one that can be prepared.
+    fn begin(&self, isolation: Option<Isolation>, read_only: bool, branch: Option<&BranchId>)
+    -> Vec<Cow<'static, str>>;
+
+    /// The statements that end a transaction (a prepared branch: phase two).
+    fn end(&self, how: Finish, read_only: bool, branch: Option<&BranchId>, prepared: bool) -> Vec<Cow<'static, str>> {
+        let _ = (read_only, branch, prepared);
+        vec![how.verb().into()]
+    }
+
+    /// Whether this engine can prepare a transaction (phase one of two-phase commit).
+    fn can_prepare(&self) -> bool {
+        true
+    }
+
+    /// The statements that prepare `branch`.
+    fn prepare(&self, branch: &BranchId) -> Vec<Cow<'static, str>>;
+
+    /// A query counting the prepared branches named `branch` (1 when the prepare worked), where
+    /// a prepare can answer OK without preparing anything (PostgreSQL, in an aborted transaction).
+    fn prepared_check(&self, branch: &BranchId) -> Option<String> {
+        let _ = branch;
+        None
+    }
+
+    /// Whether the session is free once its branch is prepared (PostgreSQL); otherwise phase two
+    /// may run on it (XA).
+    fn prepare_frees_session(&self) -> bool {
+        false
+    }
+
+    /// A prepare's failure that needs a fix of the server's configuration, as an error that says
+    /// how.
+    fn prepare_error(&self, connection: &str, error: &sqlx::Error) -> Option<Error> {
+        let _ = (connection, error);
+        None
+    }
+
+    /// Whether a failed statement aborts the whole transaction until a rollback (PostgreSQL).
+    fn aborts_on_error(&self) -> bool {
+        false
+    }
+
+    // --- errors
+
+    /// The code to classify a database error by.
+    fn code(&self, db: &dyn sqlx::error::DatabaseError) -> String {
+        db.code().map(Cow::into_owned).unwrap_or_default()
+    }
+
+    /// Codes of a value that does not fit its column (too long, out of range).
+    fn is_value_too_large(&self, code: &str) -> bool;
+
+    /// The setting to change when a value is too large for the connection rather than the column.
+    fn too_large_setting(&self, code: &str) -> Option<&'static str> {
+        let _ = code;
+        None
+    }
+
+    /// Codes of a connection that broke.
+    fn is_connection_lost(&self, code: &str) -> bool;
+
+    /// A missing table or column.
+    fn is_schema_error(&self, code: &str, message: &str) -> bool;
+
+    /// A conflict that retrying the whole transaction may get past.
+    fn is_transient(&self, code: &str) -> bool;
+
+    /// A prepared branch that is already finished (by someone else), or never existed.
+    fn is_unknown_branch(&self, code: &str) -> bool;
+
+    /// A prepared branch that another session is finishing right now.
+    fn is_branch_busy(&self, code: &str, message: &str) -> bool {
+        let _ = (code, message);
+        false
+    }
+
+    // --- columns and values
+
+    /// The statement listing the columns of the table bound as its one parameter, one row each:
+    /// name, type to match (as [`ColumnKind::accepts`] takes it), type to show, and 1 where the
+    /// column takes NULL (0 where not).
+    fn columns_sql(&self) -> &'static str;
+
+    /// Whether a column declared as `declared` (lower case) stores `kind` without loss.
+    fn accepts(&self, kind: ColumnKind, declared: &str) -> bool;
+
+    /// The column type to declare for `kind`.
+    fn expected(&self, kind: ColumnKind) -> &'static str;
+
+    /// Whether a date is within what the engine stores, and that range in words.
+    fn date_fits(&self, date: chrono::NaiveDate) -> (bool, &'static str);
+}
+
+impl Backend {
+    /// The engine's [`Dialect`]: the one place that matches on the engine.
+    pub(crate) fn dialect(self) -> &'static dyn Dialect {
+        match self {
+            Backend::Sqlite => &sqlite::Sqlite,
+            Backend::Postgres => &postgres::Postgres,
+            Backend::MySql => &mysql::MySql,
+        }
+    }
+
+    /// The engine a database error comes from.
+    fn of_error(db: &dyn sqlx::error::DatabaseError) -> Backend {
+        if db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some() {
+            Backend::MySql
+        } else if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// The code to classify a database error by: MySQL's error number (its SQLSTATEs are too coarse),
+/// else the SQLSTATE (PostgreSQL) or result code (SQLite).
+pub(crate) fn database_code(db: &dyn sqlx::error::DatabaseError) -> String {
+    Backend::of_error(db).dialect().code(db)
+}
+
+/// Whether `db` says that a prepared branch is unknown: finished by someone else, or never
+/// prepared.
+pub(crate) fn is_unknown_branch(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let dialect = Backend::of_error(db).dialect();
+    dialect.is_unknown_branch(&dialect.code(db))
+}
+
+/// Whether `db` says that another session is finishing a prepared branch right now.
+pub(crate) fn is_branch_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let dialect = Backend::of_error(db).dialect();
+    dialect.is_branch_busy(&dialect.code(db), db.message())
+}
+
+impl Error {
+    /// Whether retrying the whole unit of work may succeed: the connection was lost, the pool was
+    /// busy, or the database aborted the transaction to break a deadlock or a serialization
+    /// conflict.
+    ///
+    /// ```
+    /// assert!(!activerecord::Error::rejected("no").is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::ConnectionLost { .. } | Error::PoolTimeout { .. } => true,
+            Error::Query { source, .. } => source.as_database_error().is_some_and(|db| {
+                let dialect = Backend::of_error(db).dialect();
+                dialect.is_transient(&dialect.code(db))
+            }),
+            _ => false,
+        }
+    }
+
+    /// Classifies an error from sqlx raised by a statement on `connection`.
+    pub(crate) fn from_sqlx(connection: &str, source: sqlx::Error) -> Self {
+        let connection = connection.to_owned();
+        match &source {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Error::ConnectionLost { connection, source },
+            sqlx::Error::PoolTimedOut => Error::PoolTimeout { connection },
+            sqlx::Error::ColumnDecode { index, .. } => Error::Decode {
+                table: None,
+                column: index.clone(),
+                source,
+            },
+            sqlx::Error::Database(db) => {
+                let dialect = Backend::of_error(db.as_ref()).dialect();
+                let code = dialect.code(db.as_ref());
+                let kind = match db.kind() {
+                    sqlx::error::ErrorKind::UniqueViolation => Some(ConstraintKind::Unique),
+                    sqlx::error::ErrorKind::ForeignKeyViolation => Some(ConstraintKind::ForeignKey),
+                    sqlx::error::ErrorKind::NotNullViolation => Some(ConstraintKind::NotNull),
+                    sqlx::error::ErrorKind::CheckViolation => Some(ConstraintKind::Check),
+                    _ if dialect.is_value_too_large(&code) => Some(ConstraintKind::ValueTooLarge),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    let constraint = match dialect.too_large_setting(&code) {
+                        Some(setting) => Some(setting.to_owned()),
+                        None => db.constraint().map(str::to_owned),
+                    };
+                    return Error::ConstraintViolation {
+                        connection,
+                        kind,
+                        constraint,
+                        source,
+                    };
+                }
+                if dialect.is_connection_lost(&code) {
+                    Error::ConnectionLost { connection, source }
+                } else if dialect.is_schema_error(&code, db.message()) {
+                    Error::Schema { connection, source }
+                } else {
+                    Error::Query { connection, source }
+                }
+            }
+            _ => Error::Query { connection, source },
+        }
     }
 }

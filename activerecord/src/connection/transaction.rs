@@ -7,7 +7,6 @@
 //! back: nobody ever reuses a connection inside someone else's transaction.
 
 use super::{Database, Pool};
-use crate::backend::Backend;
 use crate::error::{Error, Result};
 use sqlx::pool::PoolConnection;
 use sqlx::{MySql, Postgres, Sqlite};
@@ -81,7 +80,7 @@ impl OpenTransaction {
     /// Records that a failed statement aborted the transaction, where the backend aborts a
     /// transaction on any failed statement (PostgreSQL); a rollback to a savepoint clears it.
     pub(crate) fn set_aborted(&self, aborted: bool) {
-        if !aborted || self.database.backend() == Backend::Postgres {
+        if !aborted || self.database.backend().dialect().aborts_on_error() {
             self.aborted.store(aborted, Ordering::SeqCst);
         }
     }
@@ -137,6 +136,16 @@ impl TxConnection {
 }
 
 impl TxConnection {
+    /// Runs a query of one count (`SELECT COUNT(*) ...`) given as text.
+    pub(crate) async fn fetch_count(&mut self, sql: String) -> Result<i64, sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(sql);
+        match &mut self.conn {
+            PooledConnection::Sqlite(c) => sqlx::query_scalar(sql).fetch_one(&mut **c).await,
+            PooledConnection::Postgres(c) => sqlx::query_scalar(sql).fetch_one(&mut **c).await,
+            PooledConnection::MySql(c) => sqlx::query_scalar(sql).fetch_one(&mut **c).await,
+        }
+    }
+
     /// Records that COMMIT or ROLLBACK succeeded (or that the transaction now lives on the server
     /// as a prepared one): the connection may go back to the pool.
     pub(crate) fn mark_finished(&mut self) {

@@ -27,9 +27,11 @@ mod manage;
 mod participant;
 mod unit;
 
+pub use crate::backend::Isolation;
+pub(crate) use crate::backend::{BranchId, Finish};
 pub use events::{Event, EventKind, Observer, ObserverId, UnitId, UnitOutcome};
 pub use handles::{Ambient, Using};
-pub(crate) use participant::{BranchId, Finish, Participant};
+pub(crate) use participant::Participant;
 pub(crate) use unit::{Commit, CommitProtocol, Settled};
 
 use crate::connection::{ConnectionManager, Database};
@@ -45,45 +47,6 @@ use std::panic::{AssertUnwindSafe, resume_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 use unit::UnitOfWork;
-
-/// Transaction isolation levels. SQLite always runs serializable, which is at least as strict as
-/// any level asked for.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
-/// use activerecord::{ConnectionManager, Isolation, fetch_column};
-///
-/// ConnectionManager::configure("isolation_doc", "sqlite::memory:").await?;
-/// let answer = ConnectionManager::using("isolation_doc")
-///     .isolation(Isolation::Serializable)
-///     .read_only()
-///     .transaction(async |tx| fetch_column::<i64, _>(tx, "SELECT 42").await)
-///     .await?;
-/// assert_eq!(answer, [42]);
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isolation {
-    /// `READ UNCOMMITTED`
-    ReadUncommitted,
-    /// `READ COMMITTED`
-    ReadCommitted,
-    /// `REPEATABLE READ`
-    RepeatableRead,
-    /// `SERIALIZABLE`
-    Serializable,
-}
-
-impl Isolation {
-    pub(crate) fn sql(self) -> &'static str {
-        match self {
-            Isolation::ReadUncommitted => "READ UNCOMMITTED",
-            Isolation::ReadCommitted => "READ COMMITTED",
-            Isolation::RepeatableRead => "REPEATABLE READ",
-            Isolation::Serializable => "SERIALIZABLE",
-        }
-    }
-}
 
 /// How a scope opens its transaction. Set through the builder methods of [`Using`].
 #[derive(Debug, Clone, Default)]

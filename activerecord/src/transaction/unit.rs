@@ -18,7 +18,7 @@
 //! - Every step is an [`Event`] for the observers, in order.
 
 use super::events::{Event, EventKind, Observers, UnitId, UnitOutcome, observer_error};
-use super::participant::BranchId;
+use crate::backend::BranchId;
 use crate::error::{Error, Result};
 use futures_util::future::BoxFuture;
 use std::future::Future;
