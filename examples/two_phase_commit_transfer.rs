@@ -131,9 +131,16 @@ async fn main() -> Result<()> {
     let log = std::env::temp_dir().join(format!("two-phase-example-{}.db", std::process::id()));
     let (coordinator, recovered) = Coordinator::install(CoordinatorConfig::new("example").log_in_file(&log)).await?;
     println!(
-        "coordinator {:?} installed; recovery at start-up: {recovered:?}",
-        coordinator.name()
+        "coordinator {:?} installed; recovery at start-up: {} committed, {} rolled back, {} in flight",
+        coordinator.name(),
+        recovered.committed.len(),
+        recovered.rolled_back.len(),
+        recovered.in_flight.len(),
     );
+    for failure in &recovered.errors {
+        // Typed: failure.connection, failure.branch, failure.action, failure.error.
+        println!("  recovery will try again: {failure}");
+    }
     transfer_in_two_phase_scope(1, 1, 20).await?;
     show("two-phase scope transfer 20").await?;
     let missing = transfer_in_two_phase_scope(1, 999, 20).await;

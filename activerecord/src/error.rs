@@ -315,6 +315,97 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// An id that is written into SQL as a literal (a two-phase transaction id: neither
+    /// `PREPARE TRANSACTION` nor `XA` takes a bind parameter) is not one that can be written
+    /// safely. Nothing was sent to the database.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::{ConnectionManager, Error};
+    ///
+    /// let db = ConnectionManager::configure("invalid_id_doc", "sqlite::memory:").await?;
+    /// let err = db.tpc_begin("x'; DROP TABLE t; --").await.unwrap_err();
+    /// assert!(matches!(err, Error::InvalidId { .. }), "{err}");
+    /// # Ok(()) }
+    /// ```
+    #[error("invalid transaction id {id:?}: {reason}")]
+    InvalidId {
+        /// The id that was refused.
+        id: String,
+        /// What a valid id looks like.
+        reason: &'static str,
+    },
+
+    /// The two-phase coordinator cannot do what was asked: see [`TwoPhaseError`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use activerecord::two_phase::{Coordinator, CoordinatorConfig};
+    /// use activerecord::{Error, TwoPhaseError};
+    ///
+    /// let err = Coordinator::install(CoordinatorConfig::new("not a name!")).await.unwrap_err();
+    /// assert!(matches!(err, Error::TwoPhase(TwoPhaseError::InvalidCoordinatorName { .. })), "{err}");
+    /// # }
+    /// ```
+    #[error("{0}")]
+    TwoPhase(TwoPhaseError),
+
+    /// Migrating the crate's own tables (see [`migrate`](crate::migrate)) was refused: the calling
+    /// task holds an open transaction scope on the connection. The migration would wait for the
+    /// scope's own locks (or for the pooled connection it holds), and DDL commits an open
+    /// MySQL/MariaDB transaction. Migrate at install or configure time, outside any scope.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::{ConnectionManager, Error};
+    ///
+    /// let db = ConnectionManager::configure("migrate_in_scope_doc", "sqlite::memory:").await?;
+    /// let refused = ConnectionManager::using("migrate_in_scope_doc")
+    ///     .transaction(async |_tx| activerecord::migrate::run(&db).await)
+    ///     .await;
+    /// assert!(matches!(refused, Err(Error::MigrateInScope { .. })));
+    /// # Ok(()) }
+    /// ```
+    #[error(
+        "the crate's own tables on connection {connection:?} cannot be migrated by this task: it holds an open transaction scope on it (the migration would wait for that scope, and DDL commits an open MySQL/MariaDB transaction); run activerecord::migrate::run at install or configure time, outside any scope"
+    )]
+    MigrateInScope {
+        /// The connection name.
+        connection: String,
+    },
+
+    /// Migrating the crate's own tables (see [`migrate`](crate::migrate)) failed: a migration
+    /// failed, or the database's migration history does not match the crate's (migrated by a newer
+    /// version of the crate, or an applied migration was edited).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::{ConnectionManager, Error};
+    ///
+    /// let db = ConnectionManager::configure("migrate_error_doc", "sqlite::memory:").await?;
+    /// activerecord::migrate::run(&db).await?;
+    /// // As if a newer version of the crate had migrated this database.
+    /// db.execute(
+    ///     "INSERT INTO activerecord_migrations (version, description, success, checksum, execution_time) \
+    ///      VALUES (9999, 'from the future', TRUE, x'00', 0)",
+    /// )
+    /// .await?;
+    /// let err = activerecord::migrate::run(&db).await.unwrap_err();
+    /// assert!(matches!(err, Error::Migrate { .. }), "{err}");
+    /// # Ok(()) }
+    /// ```
+    #[error(
+        "migrating the crate's own tables on connection {connection:?} failed: {}",
+        migrate_message(source)
+    )]
+    Migrate {
+        /// The connection name.
+        connection: String,
+        /// sqlx's migrator error.
+        #[source]
+        source: Box<sqlx::migrate::MigrateError>,
+    },
+
     /// Any other database error.
     #[error("query failed on connection {connection:?}: {source}")]
     Query {
@@ -352,6 +443,45 @@ impl fmt::Display for PartialCommit {
             write!(f, "; rolled back: {}", self.rolled_back.join(", "))?;
         }
         f.write_str("; the databases disagree and need reconciliation")
+    }
+}
+
+/// What the two-phase coordinator cannot do: see [`Error::TwoPhase`].
+///
+/// ```
+/// use activerecord::two_phase::Coordinator;
+/// use activerecord::{Error, TwoPhaseError};
+///
+/// let err = Coordinator::installed().unwrap_err();
+/// assert!(matches!(err, Error::TwoPhase(TwoPhaseError::NotInstalled)));
+/// assert!(err.to_string().contains("Coordinator::install"), "the message says what to do");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TwoPhaseError {
+    /// A two-phase scope was opened, or the coordinator asked for, before one was installed.
+    #[error(
+        "no two-phase coordinator is installed: call activerecord::two_phase::Coordinator::install(CoordinatorConfig::new(\"app\")) at start-up"
+    )]
+    NotInstalled,
+    /// The coordinator's name cannot be part of a transaction id.
+    #[error("invalid coordinator name {name:?}: use 1 to {max_len} ASCII letters, digits or '_'")]
+    InvalidCoordinatorName {
+        /// The name that was refused.
+        name: String,
+        /// The longest name allowed (ids must fit XA's 64-byte gtrid).
+        max_len: usize,
+    },
+}
+
+/// sqlx's message, with the hint for a half-applied migration naming our migrations table (sqlx's
+/// names its default table; `migrate`'s tests check that this one is `MIGRATIONS_TABLE`).
+fn migrate_message(source: &sqlx::migrate::MigrateError) -> String {
+    match source {
+        sqlx::migrate::MigrateError::Dirty(version) => format!(
+            "migration {version} is partially applied (MySQL/MariaDB cannot roll DDL back): finish or undo it by hand, then delete its row (success = false) from activerecord_migrations"
+        ),
+        other => other.to_string(),
     }
 }
 

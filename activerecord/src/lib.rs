@@ -35,6 +35,7 @@ pub mod connection;
 mod context;
 pub mod error;
 pub mod executor;
+pub mod migrate;
 pub mod model;
 pub mod query;
 pub mod schema;
@@ -45,7 +46,7 @@ pub mod value;
 
 pub use activerecord_derive::ActiveRecord;
 pub use connection::{Backend, ConnectionManager, Database, DatabaseConfig, DatabaseUrl, JournalMode, Synchronous};
-pub use error::{ConnectFailure, ConstraintKind, Error, PartialCommit, Result};
+pub use error::{ConnectFailure, ConstraintKind, Error, PartialCommit, Result, TwoPhaseError};
 pub use executor::{Executor, fetch_column};
 pub use model::{Model, ModelMeta};
 pub use query::{Column, Condition, Order, Query, col};

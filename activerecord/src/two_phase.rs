@@ -17,7 +17,7 @@
 
 use crate::ActiveRecord;
 use crate::connection::{Backend, Database, DatabaseConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TwoPhaseError};
 use crate::executor::{Resolve, Target};
 use crate::model::Model;
 use crate::query::col;
@@ -59,10 +59,9 @@ fn validate_id(id: &str) -> Result<&str> {
     if valid {
         Ok(id)
     } else {
-        Err(Error::Configuration {
-            connection: "(two-phase)".to_owned(),
-            message: format!("invalid transaction id {id:?}: use 1 to 64 ASCII letters, digits, '-' or '_'"),
-            source: None,
+        Err(Error::InvalidId {
+            id: id.to_owned(),
+            reason: "use 1 to 64 ASCII letters, digits, '-' or '_'",
         })
     }
 }
@@ -217,21 +216,19 @@ impl fmt::Debug for Coordinator {
 static INSTALLED: LazyLock<ArcSwapOption<CoordinatorInner>> = LazyLock::new(ArcSwapOption::empty);
 
 impl Coordinator {
-    /// Opens the log (creating its table), runs recovery unless turned off, and makes this the
-    /// coordinator of every two-phase scope of the process.
+    /// Opens the log, creates or updates its table ([`migrate::run`](crate::migrate::run) on the
+    /// log's connection), runs recovery unless turned off, and makes this the coordinator of every
+    /// two-phase scope of the process. Call it at start-up, outside any transaction scope on the
+    /// log's connection ([`Error::MigrateInScope`] otherwise).
     pub async fn install(config: CoordinatorConfig) -> Result<(Coordinator, RecoveryReport)> {
         let name_ok = !config.name.is_empty()
             && config.name.len() <= MAX_NAME
             && config.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !name_ok {
-            return Err(Error::Configuration {
-                connection: "(two-phase)".to_owned(),
-                message: format!(
-                    "invalid coordinator name {:?}: use 1 to {MAX_NAME} ASCII letters, digits or '_'",
-                    config.name
-                ),
-                source: None,
-            });
+            return Err(Error::TwoPhase(TwoPhaseError::InvalidCoordinatorName {
+                name: config.name,
+                max_len: MAX_NAME,
+            }));
         }
         let log = match &config.log {
             LogLocation::Connection(name) => crate::ConnectionManager::get(name)?,
@@ -240,15 +237,7 @@ impl Coordinator {
                 Database::open(&format!("two_phase_log_{}", config.name), &DatabaseConfig::new(url)).await?
             }
         };
-        let branches_type = match log.backend() {
-            Backend::Postgres => "JSONB",
-            Backend::Sqlite | Backend::MySql => "TEXT",
-        };
-        log.execute(&format!(
-            "CREATE TABLE IF NOT EXISTS activerecord_two_phase_log (gtrid VARCHAR(64) PRIMARY KEY, \
-             coordinator VARCHAR(64) NOT NULL, branches {branches_type} NOT NULL, decided_at BIGINT NOT NULL)"
-        ))
-        .await?;
+        crate::migrate::run(&log).await?;
         let coordinator = Coordinator {
             inner: Arc::new(CoordinatorInner {
                 name: config.name,
@@ -270,13 +259,7 @@ impl Coordinator {
         INSTALLED
             .load_full()
             .map(|inner| Coordinator { inner })
-            .ok_or_else(|| Error::Configuration {
-                connection: "(two-phase)".to_owned(),
-                message: "no two-phase coordinator is installed: call \
-                      activerecord::two_phase::Coordinator::install(CoordinatorConfig::new(\"app\")) at start-up"
-                    .to_owned(),
-                source: None,
-            })
+            .ok_or(Error::TwoPhase(TwoPhaseError::NotInstalled))
     }
 
     /// The coordinator's name.
@@ -392,14 +375,18 @@ impl Coordinator {
             let branches = match self.prepared_branches(&database).await {
                 Ok(branches) => branches,
                 Err(e) => {
-                    report
-                        .errors
-                        .push(format!("{name}: cannot list prepared transactions: {e}"));
+                    report.errors.push(RecoveryError {
+                        connection: name.clone(),
+                        branch: None,
+                        action: RecoveryAction::List,
+                        error: e,
+                    });
                     unscanned.push(name);
                     continue;
                 }
             };
             for branch in branches {
+                let label = branch.reference(&name);
                 let how = if decided(&branch.gtrid) {
                     Finish::Commit
                 } else {
@@ -407,21 +394,29 @@ impl Coordinator {
                         .and_then(|t| SystemTime::now().duration_since(t).ok())
                         .unwrap_or_default();
                     if age < self.inner.grace_period {
-                        report.in_flight.push(branch.label(&name));
+                        report.in_flight.push(label);
                         still_prepared.push(branch.gtrid.clone());
                         continue;
                     }
                     Finish::Rollback
                 };
                 match resolve(&database, &branch, how).await {
-                    Ok(Resolution::Finished) if how == Finish::Commit => report.committed.push(branch.label(&name)),
-                    Ok(Resolution::Finished) => report.rolled_back.push(branch.label(&name)),
+                    Ok(Resolution::Finished) if how == Finish::Commit => report.committed.push(label),
+                    Ok(Resolution::Finished) => report.rolled_back.push(label),
                     Ok(Resolution::FinishingElsewhere) => {
-                        report.in_flight.push(branch.label(&name));
+                        report.in_flight.push(label);
                         still_prepared.push(branch.gtrid.clone());
                     }
                     Err(e) => {
-                        report.errors.push(format!("{}: {e}", branch.label(&name)));
+                        report.errors.push(RecoveryError {
+                            connection: name.clone(),
+                            branch: Some(label),
+                            action: match how {
+                                Finish::Commit => RecoveryAction::Commit,
+                                Finish::Rollback => RecoveryAction::Rollback,
+                            },
+                            error: e,
+                        });
                         still_prepared.push(branch.gtrid.clone());
                     }
                 }
@@ -506,8 +501,12 @@ struct PreparedBranch {
 }
 
 impl PreparedBranch {
-    fn label(&self, connection: &str) -> String {
-        format!("{connection}:{}-{}", self.gtrid, self.bqual)
+    fn reference(&self, connection: &str) -> BranchRef {
+        BranchRef {
+            connection: connection.to_owned(),
+            gtrid: self.gtrid.clone(),
+            branch: self.bqual.clone(),
+        }
     }
 }
 
@@ -562,30 +561,133 @@ fn database_error(error: &Error) -> Option<&dyn sqlx::error::DatabaseError> {
     }
 }
 
-/// What a recovery run did. Each entry is `connection:gtrid-branch`.
+/// One prepared branch of a global transaction, on one connection. Displayed as
+/// `connection:gtrid-branch`.
+///
+/// ```
+/// use activerecord::two_phase::BranchRef;
+///
+/// let branch = BranchRef {
+///     connection: "bank_pg".to_owned(),
+///     gtrid: "ar-app-18f2c3a4b5d-0a1b2c3d".to_owned(),
+///     branch: "1".to_owned(),
+/// };
+/// assert_eq!(branch.to_string(), "bank_pg:ar-app-18f2c3a4b5d-0a1b2c3d-1");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BranchRef {
+    /// The configured connection it was found on.
+    pub connection: String,
+    /// The global transaction id.
+    pub gtrid: String,
+    /// The branch qualifier (the branch's number in its unit of work).
+    pub branch: String,
+}
+
+impl fmt::Display for BranchRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}-{}", self.connection, self.gtrid, self.branch)
+    }
+}
+
+/// What a recovery run was doing when it failed: see [`RecoveryError`].
+///
+/// ```
+/// use activerecord::two_phase::RecoveryAction;
+///
+/// assert_eq!(RecoveryAction::Commit.to_string(), "cannot commit");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecoveryAction {
+    /// Listing a connection's prepared branches (`pg_prepared_xacts`, `XA RECOVER`).
+    List,
+    /// Committing a branch whose decision is in the log.
+    Commit,
+    /// Rolling back a branch with no decision, older than the grace period.
+    Rollback,
+}
+
+impl fmt::Display for RecoveryAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecoveryAction::List => "cannot list prepared transactions",
+            RecoveryAction::Commit => "cannot commit",
+            RecoveryAction::Rollback => "cannot roll back",
+        })
+    }
+}
+
+/// Something a recovery run could not do; the next run tries again.
+///
+/// ```
+/// use activerecord::Error;
+/// use activerecord::two_phase::{RecoveryAction, RecoveryError};
+///
+/// let failure = RecoveryError {
+///     connection: "bank_mysql".to_owned(),
+///     branch: None,
+///     action: RecoveryAction::List,
+///     error: Error::PoolTimeout { connection: "bank_mysql".to_owned() },
+/// };
+/// assert!(failure.to_string().starts_with("bank_mysql: cannot list prepared transactions: "));
+/// ```
+#[derive(Debug)]
+pub struct RecoveryError {
+    /// The connection it happened on.
+    pub connection: String,
+    /// The branch, when the failure concerns one.
+    pub branch: Option<BranchRef>,
+    /// What was being done.
+    pub action: RecoveryAction,
+    /// Why it failed.
+    pub error: Error,
+}
+
+impl fmt::Display for RecoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.branch {
+            Some(branch) => write!(f, "{branch}: {}: {}", self.action, self.error),
+            None => write!(f, "{}: {}: {}", self.connection, self.action, self.error),
+        }
+    }
+}
+
+impl std::error::Error for RecoveryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// What a recovery run did.
 ///
 /// ```
 /// let report = activerecord::two_phase::RecoveryReport::default();
 /// assert!(report.is_empty());
 /// ```
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct RecoveryReport {
     /// Branches committed because their decision was in the log.
-    pub committed: Vec<String>,
+    pub committed: Vec<BranchRef>,
     /// Branches rolled back: no decision, older than the grace period.
-    pub rolled_back: Vec<String>,
-    /// Branches left alone: no decision yet, younger than the grace period.
-    pub in_flight: Vec<String>,
+    pub rolled_back: Vec<BranchRef>,
+    /// Branches left alone: no decision yet and younger than the grace period, or being finished
+    /// by another session right now.
+    pub in_flight: Vec<BranchRef>,
     /// Decisions removed from the log because all their branches are finished.
     pub finished_decisions: usize,
     /// What could not be done; the next run tries again.
-    pub errors: Vec<String>,
+    pub errors: Vec<RecoveryError>,
 }
 
 impl RecoveryReport {
     /// Whether the run found nothing to do.
     pub fn is_empty(&self) -> bool {
-        self == &RecoveryReport::default()
+        self.committed.is_empty()
+            && self.rolled_back.is_empty()
+            && self.in_flight.is_empty()
+            && self.finished_decisions == 0
+            && self.errors.is_empty()
     }
 }
 

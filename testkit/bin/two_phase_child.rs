@@ -69,8 +69,17 @@ async fn main() -> Result<()> {
                 report.finished_decisions,
                 report.errors.len()
             );
+            for (what, branches) in [
+                ("committed", &report.committed),
+                ("rolled back", &report.rolled_back),
+                ("in flight", &report.in_flight),
+            ] {
+                for branch in branches {
+                    eprintln!("{what}: {branch}");
+                }
+            }
             for error in &report.errors {
-                eprintln!("{error}");
+                eprintln!("error: {error}");
             }
         }
         other => panic!("unknown mode {other}"),

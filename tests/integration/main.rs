@@ -5,6 +5,7 @@ mod common;
 mod connections;
 mod crud;
 mod examples;
+mod migrate;
 mod nesting;
 mod queries;
 mod scopes;

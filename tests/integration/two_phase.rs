@@ -2,7 +2,7 @@
 //! and a crash at each step of the protocol followed by recovery in a fresh process.
 
 use crate::common::{Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank};
-use activerecord::two_phase::{Coordinator, CoordinatorConfig};
+use activerecord::two_phase::{BranchRef, Coordinator, CoordinatorConfig};
 use activerecord::{Backend, ConnectionManager, Database, Error, Model, Result, fetch_column};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -40,6 +40,7 @@ on_two_phase_pairs!(
     a_crash_after_the_decision_commits,
     a_crash_after_the_first_commit_commits,
     two_recoveries_at_once_agree,
+    recovery_reports_each_branch,
 );
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -193,6 +194,50 @@ async fn tpc_calls_commit_and_roll_back(first: Backend, second: Backend) -> Resu
         pair.dbs[0].tpc_begin("x'; COMMIT; --").await.is_err(),
         "ids are validated before they reach SQL"
     );
+    Ok(())
+}
+
+/// Recovery in this process reports the branches it resolved and those it left alone as typed
+/// references: an old branch with no decision is rolled back, a young one is in flight.
+async fn recovery_reports_each_branch(first: Backend, second: Backend) -> Result<()> {
+    let pair = pair(first, second, "tpc_report").await;
+    let coordinator = coordinator().await;
+    let random = || format!("{:08x}", uuid::Uuid::new_v4().as_u128() as u32);
+    // Ids of the suite's coordinator: created at 1 ms past the epoch, and now.
+    let old = format!("ar-suite-1-{}", random());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let young = format!("ar-suite-{now:x}-{}", random());
+    // PostgreSQL (the first of every pair) lets any session finish a prepared branch.
+    let db = &pair.dbs[0];
+    let abandoned = db.tpc_begin(&old).await?;
+    Movement::record(&abandoned, 1, -1).await?;
+    abandoned.tpc_prepare().await?;
+    drop(abandoned);
+    let live = db.tpc_begin(&young).await?;
+    Movement::record(&live, 1, -2).await?;
+    live.tpc_prepare().await?;
+
+    let report = coordinator.recover().await?;
+    let branch = |gtrid: &str| BranchRef {
+        connection: pair.names[0].clone(),
+        gtrid: gtrid.to_owned(),
+        branch: "0".to_owned(),
+    };
+    assert!(report.rolled_back.contains(&branch(&old)), "{report:?}");
+    assert!(report.in_flight.contains(&branch(&young)), "{report:?}");
+    // Pools of other tests' connections, made on runtimes that have ended, cannot be listed here;
+    // the typed errors say which.
+    assert!(
+        report.errors.iter().all(|e| e.connection != pair.names[0]),
+        "{report:?}"
+    );
+    assert_eq!(branch(&old).to_string(), format!("{}:{old}-0", pair.names[0]));
+
+    live.tpc_rollback().await?;
+    assert_consistent(&pair, false).await;
     Ok(())
 }
 

@@ -394,6 +394,12 @@ pub(crate) trait Dialect: Sync {
 
     /// Whether a date is within what the engine stores, and that range in words.
     fn date_fits(&self, date: chrono::NaiveDate) -> (bool, &'static str);
+
+    // --- our own tables
+
+    /// The migrations that create the crate's own tables on this engine
+    /// (`activerecord/migrations/<engine>/`), embedded at compile time.
+    fn migrations(&self) -> sqlx::migrate::Migrator;
 }
 
 impl Backend {

@@ -171,4 +171,8 @@ impl Dialect for MySql {
         use chrono::Datelike as _;
         ((1000..=9999).contains(&date.year()), "years 1000 to 9999")
     }
+
+    fn migrations(&self) -> sqlx::migrate::Migrator {
+        sqlx::migrate!("migrations/mysql")
+    }
 }

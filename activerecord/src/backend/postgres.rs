@@ -168,4 +168,8 @@ impl Dialect for Postgres {
         let first = chrono::NaiveDate::from_ymd_opt(-4713, 11, 24).expect("a valid date");
         (date >= first, "from 4714-11-24 BC")
     }
+
+    fn migrations(&self) -> sqlx::migrate::Migrator {
+        sqlx::migrate!("migrations/postgres")
+    }
 }

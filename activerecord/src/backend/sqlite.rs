@@ -115,6 +115,10 @@ impl Dialect for Sqlite {
         use chrono::Datelike as _;
         ((0..=9999).contains(&date.year()), "years 0000 to 9999 as text")
     }
+
+    fn migrations(&self) -> sqlx::migrate::Migrator {
+        sqlx::migrate!("migrations/sqlite")
+    }
 }
 
 /// SQLite's type affinity of a declared type (section 3.1 of "Datatypes In SQLite").
