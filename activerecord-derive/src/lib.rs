@@ -12,6 +12,7 @@
 //!   (not stored; filled with `Default::default()` when read).
 //!
 //! See the `activerecord` crate for examples.
+#![forbid(unsafe_code)]
 
 mod ast;
 mod expand;

@@ -194,7 +194,7 @@ pub enum Error {
         /// The value, as written by `Display`.
         value: String,
         /// The backend it was to be sent to.
-        backend: crate::Backend,
+        backend: crate::backend::Backend,
         /// The range that backend stores.
         range: &'static str,
     },

@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 // Lets the crate derive its own models (the two-phase decision log).
 extern crate self as activerecord;

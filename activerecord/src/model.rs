@@ -180,7 +180,7 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// Every record of the table, in key order.
     fn all<C: Executor + ?Sized>(conn: &C) -> impl Future<Output = Result<Vec<Self>>> + Send {
         Self::query()
-            .order_by(Self::META.key_column(), crate::Order::Asc)
+            .order_by(Self::META.key_column(), crate::query::Order::Asc)
             .all(conn)
     }
 

@@ -17,6 +17,7 @@
 
 use crate::ActiveRecord;
 use crate::connection::{Backend, Database, DatabaseConfig};
+use crate::context::context;
 use crate::error::{Error, Result, TwoPhaseError};
 use crate::executor::{Resolve, Target};
 use crate::model::Model;
@@ -26,13 +27,12 @@ use crate::transaction::{
     BranchId, ChooseProtocol, Commit, CommitProtocol, EventKind, Finish, Participant, ScopeOptions, Settled,
 };
 use crate::value::Json;
-use arc_swap::ArcSwapOption;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The prefix of every global transaction id this crate writes.
@@ -100,6 +100,7 @@ enum LogLocation {
 /// # let _ = config;
 /// ```
 #[derive(Clone)]
+#[must_use = "a configuration does nothing until it is given to `Coordinator::install`"]
 pub struct CoordinatorConfig {
     name: String,
     log: LogLocation,
@@ -213,8 +214,6 @@ impl fmt::Debug for Coordinator {
     }
 }
 
-static INSTALLED: LazyLock<ArcSwapOption<CoordinatorInner>> = LazyLock::new(ArcSwapOption::empty);
-
 impl Coordinator {
     /// Opens the log, creates or updates its table ([`migrate::run`](crate::migrate::run) on the
     /// log's connection), runs recovery unless turned off, and makes this the coordinator of every
@@ -231,7 +230,7 @@ impl Coordinator {
             }));
         }
         let log = match &config.log {
-            LogLocation::Connection(name) => crate::ConnectionManager::get(name)?,
+            LogLocation::Connection(name) => crate::connection::ConnectionManager::get(name)?,
             LogLocation::SqliteFile(path) => {
                 let url = format!("sqlite://{}?mode=rwc", path.display());
                 Database::open(&format!("two_phase_log_{}", config.name), &DatabaseConfig::new(url)).await?
@@ -250,15 +249,16 @@ impl Coordinator {
         } else {
             RecoveryReport::default()
         };
-        INSTALLED.store(Some(coordinator.inner.clone()));
+        // The process-wide context keeps the coordinator every two-phase scope uses.
+        context().update(|_: Option<&Coordinator>| coordinator.clone());
         Ok((coordinator, report))
     }
 
     /// The installed coordinator.
     pub fn installed() -> Result<Coordinator> {
-        INSTALLED
-            .load_full()
-            .map(|inner| Coordinator { inner })
+        context()
+            .get::<Coordinator>()
+            .map(|coordinator| Coordinator::clone(&coordinator))
             .ok_or(Error::TwoPhase(TwoPhaseError::NotInstalled))
     }
 
@@ -365,8 +365,8 @@ impl Coordinator {
         // Connections whose scan failed: decisions naming them must be kept.
         let mut unscanned = Vec::new();
         let mut still_prepared = Vec::new();
-        for name in crate::ConnectionManager::names() {
-            let Ok(database) = crate::ConnectionManager::get(&name) else {
+        for name in crate::connection::ConnectionManager::names() {
+            let Ok(database) = crate::connection::ConnectionManager::get(&name) else {
                 continue;
             };
             if database.backend() == Backend::Sqlite {

@@ -26,6 +26,7 @@ use std::borrow::Cow;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a `Using` does nothing until it runs a model call or a transaction"]
 pub struct Using {
     pub(crate) name: String,
     pub(crate) options: ScopeOptions,

@@ -699,7 +699,7 @@ mod tests {
         refuse_commit: bool,
     }
 
-    impl crate::Observer for Recorder {
+    impl super::super::events::Observer for Recorder {
         async fn on_event(&self, event: &Event) -> Result<()> {
             self.events.lock().unwrap().push(event.kind.clone());
             match (&event.kind, self.refuse_commit) {
