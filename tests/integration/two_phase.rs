@@ -31,7 +31,7 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// One coordinator for the tests that run in this process (recovery of the crash tests runs in
 /// child processes with coordinators of their own).
-async fn coordinator() -> &'static Coordinator {
+pub(crate) async fn coordinator() -> &'static Coordinator {
     static COORDINATOR: OnceCell<Coordinator> = OnceCell::const_new();
     COORDINATOR
         .get_or_init(|| async {
