@@ -8,7 +8,12 @@
 //! `cargo run --example save_user_two_databases -- --two-phase`.
 //! `ACTIVERECORD_USER_DB_A_URL` / `ACTIVERECORD_USER_DB_B_URL` name other databases.
 
+// The integration tests include this file as a module (to call `run`), beside the one `common`
+// they include for every example.
+#[cfg(not(test))]
 mod common;
+#[cfg(test)]
+use super::common;
 
 use activerecord::two_phase::{Coordinator, CoordinatorConfig};
 use activerecord::{ActiveRecord, Backend, ConnectionManager, Error, Model, Result};
@@ -64,15 +69,37 @@ async fn save_user(username: &str, sex_in_b: &str, two_phase: bool) -> Result<()
         .await
 }
 
+/// The connections the example runs on: database A and database B.
+pub const CONNECTIONS: [&str; 2] = ["user_db_a", "user_db_b"];
+
+// Unused where the integration tests include this file as a module.
+#[cfg_attr(test, expect(dead_code))]
 #[tokio::main]
 async fn main() -> Result<()> {
     let two_phase = std::env::args().any(|arg| arg == "--two-phase");
-    let databases = if two_phase {
-        common::servers::connect_servers(&[("user_db_a", Backend::Postgres), ("user_db_b", Backend::MySql)]).await?
+    let log = std::env::temp_dir().join(format!("save-user-2pc-{}.db", std::process::id()));
+    if two_phase {
+        common::servers::connect_servers(&[(CONNECTIONS[0], Backend::Postgres), (CONNECTIONS[1], Backend::MySql)])
+            .await?;
+        Coordinator::install(CoordinatorConfig::new("save_user").log_in_file(&log)).await?;
     } else {
-        common::connect(&["user_db_a", "user_db_b"]).await?
-    };
-    let (a, b) = (&databases[0], &databases[1]);
+        common::connect(&CONNECTIONS).await?;
+    }
+    run(two_phase).await?;
+    if two_phase {
+        let _ = std::fs::remove_file(log);
+    }
+    Ok(())
+}
+
+/// The demo, on the configured connections `user_db_a` and `user_db_b` (with `two_phase`, both
+/// PostgreSQL or MySQL/MariaDB, and a coordinator installed): creates both `t_user` tables, saves
+/// one user, then one that B refuses, which must leave neither database with it.
+pub async fn run(two_phase: bool) -> Result<()> {
+    let (a, b) = (
+        &ConnectionManager::get(CONNECTIONS[0])?,
+        &ConnectionManager::get(CONNECTIONS[1])?,
+    );
     common::recreate_table(a, "t_user", "username VARCHAR(50) NOT NULL, gender VARCHAR(1) NOT NULL").await?;
     // SQLite does not enforce declared lengths: a CHECK does.
     let sex = match b.backend() {
@@ -80,10 +107,6 @@ async fn main() -> Result<()> {
         Backend::Postgres | Backend::MySql => "sex VARCHAR(1) NOT NULL",
     };
     common::recreate_table(b, "t_user", &format!("name VARCHAR(50) NOT NULL, {sex}")).await?;
-    let log = std::env::temp_dir().join(format!("save-user-2pc-{}.db", std::process::id()));
-    if two_phase {
-        Coordinator::install(CoordinatorConfig::new("save_user").log_in_file(&log)).await?;
-    }
 
     let username = format!("user_{}", std::process::id() % 10_000);
     save_user(&username, "1", two_phase).await?;
@@ -97,6 +120,5 @@ async fn main() -> Result<()> {
     let (in_a, in_b) = (UserA::count(a).await?, UserB::count(b).await?);
     println!("users in A: {in_a}, users in B: {in_b}");
     assert_eq!((in_a, in_b), (1, 1), "the failed saveUser left nothing behind");
-    let _ = std::fs::remove_file(log);
     Ok(())
 }

@@ -9,7 +9,12 @@
 //! Run: `cargo run --example transfer_funds` (two SQLite files), or with
 //! `ACTIVERECORD_BANK_DB_1_URL` / `ACTIVERECORD_BANK_DB_2_URL` set to any supported URLs.
 
+// The integration tests include this file as a module (to call `run`), beside the one `common`
+// they include for every example.
+#[cfg(not(test))]
 mod common;
+#[cfg(test)]
+use super::common;
 
 use activerecord::{ActiveRecord, Ambient, ConnectionManager, Error, Model, Result};
 
@@ -59,9 +64,25 @@ async fn show(label: &str, alice: i64, bob: i64) -> Result<()> {
     Ok(())
 }
 
+/// The connections the example runs on.
+pub const CONNECTIONS: [&str; 2] = ["bank_db_1", "bank_db_2"];
+
+// Unused where the integration tests include this file as a module.
+#[cfg_attr(test, expect(dead_code))]
 #[tokio::main]
 async fn main() -> Result<()> {
-    let databases = common::connect(&["bank_db_1", "bank_db_2"]).await?;
+    common::connect(&CONNECTIONS).await?;
+    run().await
+}
+
+/// The demo, on the configured connections `bank_db_1` and `bank_db_2`: creates the accounts
+/// (alice in `bank_db_1`, bob in `bank_db_2`), moves 30, then tries a transfer beyond the balance
+/// and one to a missing account, which must fail and change nothing.
+pub async fn run() -> Result<()> {
+    let databases = [
+        ConnectionManager::get(CONNECTIONS[0])?,
+        ConnectionManager::get(CONNECTIONS[1])?,
+    ];
     for db in &databases {
         common::recreate_table(db, "accounts", "owner VARCHAR(100) NOT NULL, balance BIGINT NOT NULL").await?;
     }

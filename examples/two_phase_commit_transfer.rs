@@ -6,7 +6,12 @@
 //! Run: `cargo run --example two_phase_commit_transfer` (starts throwaway servers), or with
 //! `ACTIVERECORD_BANK_DB_1_URL` / `ACTIVERECORD_BANK_DB_2_URL` set to PostgreSQL or MySQL URLs.
 
+// The integration tests include this file as a module (to call `run`), beside the one `common`
+// they include for every example.
+#[cfg(not(test))]
 mod common;
+#[cfg(test)]
+use super::common;
 
 use activerecord::two_phase::{Coordinator, CoordinatorConfig};
 use activerecord::{ActiveRecord, Backend, ConnectionManager, Error, Model, Result};
@@ -95,10 +100,41 @@ async fn show(label: &str) -> Result<()> {
     Ok(())
 }
 
+/// The connections the example runs on.
+pub const CONNECTIONS: [&str; 2] = ["bank_db_1", "bank_db_2"];
+
+// Unused where the integration tests include this file as a module.
+#[cfg_attr(test, expect(dead_code))]
 #[tokio::main]
 async fn main() -> Result<()> {
-    let databases =
-        common::servers::connect_servers(&[("bank_db_1", Backend::Postgres), ("bank_db_2", Backend::MySql)]).await?;
+    common::servers::connect_servers(&[(CONNECTIONS[0], Backend::Postgres), (CONNECTIONS[1], Backend::MySql)]).await?;
+    let log = std::env::temp_dir().join(format!("two-phase-example-{}.db", std::process::id()));
+    let (coordinator, recovered) = Coordinator::install(CoordinatorConfig::new("example").log_in_file(&log)).await?;
+    println!(
+        "coordinator {:?} installed; recovery at start-up: {} committed, {} rolled back, {} in flight",
+        coordinator.name(),
+        recovered.committed.len(),
+        recovered.rolled_back.len(),
+        recovered.in_flight.len(),
+    );
+    for failure in &recovered.errors {
+        // Typed: failure.connection, failure.branch, failure.action, failure.error.
+        println!("  recovery will try again: {failure}");
+    }
+    run().await?;
+    let _ = std::fs::remove_file(log);
+    Ok(())
+}
+
+/// The demo, on the configured connections `bank_db_1` and `bank_db_2` (PostgreSQL or
+/// MySQL/MariaDB, with a coordinator installed for the two-phase scopes): creates the accounts,
+/// moves 30 with the `tpc_*` calls and 20 with a two-phase scope; a transfer beyond the balance
+/// and one to a missing account must fail and change nothing.
+pub async fn run() -> Result<()> {
+    let databases = [
+        ConnectionManager::get(CONNECTIONS[0])?,
+        ConnectionManager::get(CONNECTIONS[1])?,
+    ];
     for db in &databases {
         common::recreate_table(db, "accounts", "owner VARCHAR(100) NOT NULL, balance BIGINT NOT NULL").await?;
     }
@@ -128,24 +164,10 @@ async fn main() -> Result<()> {
     assert!(matches!(refused, Err(Error::Rejected(_))), "{refused:?}");
     show("tpc_* transfer 1000: insufficient funds").await?;
 
-    let log = std::env::temp_dir().join(format!("two-phase-example-{}.db", std::process::id()));
-    let (coordinator, recovered) = Coordinator::install(CoordinatorConfig::new("example").log_in_file(&log)).await?;
-    println!(
-        "coordinator {:?} installed; recovery at start-up: {} committed, {} rolled back, {} in flight",
-        coordinator.name(),
-        recovered.committed.len(),
-        recovered.rolled_back.len(),
-        recovered.in_flight.len(),
-    );
-    for failure in &recovered.errors {
-        // Typed: failure.connection, failure.branch, failure.action, failure.error.
-        println!("  recovery will try again: {failure}");
-    }
     transfer_in_two_phase_scope(1, 1, 20).await?;
     show("two-phase scope transfer 20").await?;
     let missing = transfer_in_two_phase_scope(1, 999, 20).await;
     assert!(matches!(missing, Err(Error::NotFound { .. })), "{missing:?}");
     show("two-phase scope to a missing account").await?;
-    let _ = std::fs::remove_file(log);
     Ok(())
 }

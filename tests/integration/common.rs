@@ -8,26 +8,61 @@ use uuid::Uuid;
 
 pub use testkit::bank::{Account, Movement};
 
-/// Generates one `#[tokio::test]` per backend for each scenario `async fn name(Backend) -> Result<()>`.
-macro_rules! on_every_backend {
-    ($($scenario:ident),* $(,)?) => {$(
+/// The test matrix: for each scenario, a module named after it holding one `#[tokio::test]` per
+/// backend combination, named after the combination, that calls the scenario with the
+/// combination's backends (see [`combination!`]) and unwraps its `Result`:
+///
+/// ```ignore
+/// test_matrix!([sqlite, postgres, mariadb] => every_type_round_trips, nulls_round_trip);
+/// // crud::every_type_round_trips::sqlite, ::postgres, ::mariadb, crud::nulls_round_trip::sqlite, ...
+/// test_matrix!([sqlite_and_sqlite, postgres_and_mariadb] => a_transfer_commits_both);
+/// // nesting::a_transfer_commits_both::sqlite_and_sqlite calls a_transfer_commits_both(Sqlite, Sqlite)
+/// test_matrix!([postgres_and_mariadb], one_at_a_time(SERIAL) => a_crash_after_prepare_rolls_back);
+/// // each test first locks SERIAL, a `tokio::sync::Mutex<()>` of the calling module
+/// ```
+macro_rules! test_matrix {
+    (@scenario $scenario:ident [$($combination:ident),+ $(,)?] $lock:tt) => {
         mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(activerecord::Backend::Sqlite).await.unwrap()
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario(activerecord::Backend::Postgres).await.unwrap()
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mariadb() {
-                super::$scenario(activerecord::Backend::MySql).await.unwrap()
-            }
+            $($crate::common::test_matrix!(@test $scenario $combination $lock);)+
         }
-    )*};
+    };
+    (@test $scenario:ident $combination:ident ($($lock:ident)?)) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $combination() {
+            $(let _one_at_a_time = super::$lock.lock().await;)?
+            $crate::common::combination!($combination, super::$scenario).await.unwrap()
+        }
+    };
+    // The combinations and the lock travel as single token trees: a list repeated inside the
+    // repetition over scenarios could not be expanded by `macro_rules!`.
+    ($combinations:tt, one_at_a_time $lock:tt => $($scenario:ident),+ $(,)?) => {
+        $($crate::common::test_matrix!(@scenario $scenario $combinations $lock);)+
+    };
+    ($combinations:tt => $($scenario:ident),+ $(,)?) => {
+        $crate::common::test_matrix!($combinations, one_at_a_time() => $($scenario),+);
+    };
 }
-pub(crate) use on_every_backend;
+pub(crate) use test_matrix;
+
+/// The backend combinations [`test_matrix!`] knows, one line each: the name a test gets, and the
+/// backends its scenario is called with.
+#[rustfmt::skip] // one line per combination: a table
+macro_rules! combination {
+    (sqlite, $f:path) => { $f(activerecord::Backend::Sqlite) };
+    (postgres, $f:path) => { $f(activerecord::Backend::Postgres) };
+    (mariadb, $f:path) => { $f(activerecord::Backend::MySql) };
+    (sqlite_and_sqlite, $f:path) => { $f(activerecord::Backend::Sqlite, activerecord::Backend::Sqlite) };
+    (postgres_and_mariadb, $f:path) => { $f(activerecord::Backend::Postgres, activerecord::Backend::MySql) };
+    (postgres_and_postgres, $f:path) => { $f(activerecord::Backend::Postgres, activerecord::Backend::Postgres) };
+    ($unknown:ident, $f:path) => {
+        compile_error!(concat!(
+            "unknown backend combination `",
+            stringify!($unknown),
+            "`: add a line for it to `combination!` in tests/integration/common.rs"
+        ))
+    };
+}
+pub(crate) use combination;
 
 /// Configures a connection named `<label>_<backend>` on a new, empty database.
 pub async fn connect(backend: Backend, label: &str) -> Database {

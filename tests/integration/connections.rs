@@ -1,7 +1,7 @@
 //! The connection registry: names, bad configurations, password redaction, TOML files, and the
 //! `Using` and `Ambient` executors.
 
-use crate::common::{Account, connect, on_every_backend};
+use crate::common::{Account, connect, test_matrix};
 use activerecord::{
     ActiveRecord, Ambient, Backend, ConnectFailure, ConnectionManager, DatabaseConfig, Error, JournalMode, Model,
     Synchronous, fetch_column,
@@ -409,7 +409,7 @@ async fn closing_inside_a_scope_is_refused(backend: Backend) -> activerecord::Re
     Ok(())
 }
 
-on_every_backend!(connection_failures_name_their_cause, closing_inside_a_scope_is_refused);
+test_matrix!([sqlite, postgres, mariadb] => connection_failures_name_their_cause, closing_inside_a_scope_is_refused);
 
 /// `PRAGMA journal_mode` and `PRAGMA synchronous` as the pool's connections report them.
 async fn sqlite_pragmas(db: &activerecord::Database) -> (String, i64) {

@@ -1,9 +1,9 @@
 //! Create, read, update, delete: every supported type round-trips, keys come back, errors are typed.
 
-use crate::common::{Account, Ddl, Sample, connect, full_sample, on_every_backend, sample_with_nulls};
+use crate::common::{Account, Ddl, Sample, connect, full_sample, sample_with_nulls, test_matrix};
 use activerecord::{ActiveRecord, Backend, ConstraintKind, Error, Model, Result, col};
 
-on_every_backend!(
+test_matrix!([sqlite, postgres, mariadb] =>
     every_type_round_trips,
     nulls_round_trip,
     update_writes_every_column,

@@ -2,13 +2,13 @@
 //! recorded in our own migrations table, kind to tables made by earlier versions and to a user's
 //! own sqlx migrations, and refused inside a transaction scope.
 
-use crate::common::{connect, on_every_backend};
+use crate::common::{connect, test_matrix};
 use activerecord::migrate::{self, MIGRATIONS_TABLE};
 use activerecord::{Backend, ConnectionManager, Database, Error, Result, fetch_column};
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-on_every_backend!(
+test_matrix!([sqlite, postgres, mariadb] =>
     migrations_run_twice_are_a_no_op,
     two_pools_migrating_at_once_agree,
     a_decision_log_made_before_migrations_is_kept,

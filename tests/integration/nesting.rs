@@ -1,29 +1,15 @@
 //! Scopes across databases (semantics.md, "Nesting" rules 2 to 5), on two SQLite files and on
 //! PostgreSQL + MariaDB together.
 
-use crate::common::{Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank};
+use crate::common::{
+    Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank, test_matrix,
+};
 use activerecord::{Backend, ConnectionManager, Database, Error, Model, Result, fetch_column};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Generates one test per pair of backends for each scenario `async fn name(Backend, Backend)`.
-macro_rules! on_both_pairs {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use activerecord::Backend;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite_and_sqlite() {
-                super::$scenario(Backend::Sqlite, Backend::Sqlite).await.unwrap()
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres_and_mariadb() {
-                super::$scenario(Backend::Postgres, Backend::MySql).await.unwrap()
-            }
-        }
-    )*};
-}
-
-on_both_pairs!(
+test_matrix!(
+    [sqlite_and_sqlite, postgres_and_mariadb] =>
     a_transfer_commits_both,
     insufficient_funds_changes_nothing,
     an_inner_failure_changes_nothing,

@@ -1,9 +1,9 @@
 //! Queries with every operator, ordering, paging, counting, and typed errors for bad columns.
 
-use crate::common::{Account, connect, on_every_backend};
+use crate::common::{Account, connect, test_matrix};
 use activerecord::{Backend, ConnectionManager, Database, DatabaseConfig, Error, Model, Order, Result, col};
 
-on_every_backend!(
+test_matrix!([sqlite, postgres, mariadb] =>
     every_operator_selects_the_right_rows,
     ordering_and_paging,
     counts_exists_and_deletes,

@@ -1,12 +1,12 @@
 //! Local scopes on one database (semantics.md, "Local scopes" and "Nesting" rule 1), on every
 //! backend.
 
-use crate::common::{Account, Movement, assert_no_open_transactions, balance, bank, on_every_backend};
+use crate::common::{Account, Movement, assert_no_open_transactions, balance, bank, test_matrix};
 use activerecord::{Ambient, Backend, ConnectionManager, Error, Isolation, Model, Result, col, fetch_column};
 use std::sync::Arc;
 use std::time::Duration;
 
-on_every_backend!(
+test_matrix!([sqlite, postgres, mariadb] =>
     ok_commits_and_returns_the_value,
     err_rolls_back,
     panic_rolls_back_and_continues,

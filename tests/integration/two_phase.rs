@@ -1,7 +1,9 @@
 //! Two-phase commit on PostgreSQL + MariaDB and PostgreSQL + PostgreSQL: commits, failed prepares,
 //! and a crash at each step of the protocol followed by recovery in a fresh process.
 
-use crate::common::{Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank};
+use crate::common::{
+    Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank, test_matrix,
+};
 use activerecord::two_phase::{BranchRef, Coordinator, CoordinatorConfig};
 use activerecord::{Backend, ConnectionManager, Database, Error, Model, Result, fetch_column};
 use std::io::{BufRead, BufReader};
@@ -10,29 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
-/// Generates one test per pair of two-phase backends for each scenario. They run one at a time:
-/// MariaDB lists prepared branches server-wide, and each scenario checks that none is left.
-macro_rules! on_two_phase_pairs {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use activerecord::Backend;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres_and_mariadb() {
-                let _one_at_a_time = super::SERIAL.lock().await;
-                super::$scenario(Backend::Postgres, Backend::MySql).await.unwrap()
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres_and_postgres() {
-                let _one_at_a_time = super::SERIAL.lock().await;
-                super::$scenario(Backend::Postgres, Backend::Postgres).await.unwrap()
-            }
-        }
-    )*};
-}
+/// The two-phase scenarios run one at a time: MariaDB lists prepared branches server-wide, and each
+/// scenario checks that none is left. (The example tests that prepare branches take this lock too.)
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-on_two_phase_pairs!(
+test_matrix!(
+    [postgres_and_mariadb, postgres_and_postgres], one_at_a_time(SERIAL) =>
     a_two_phase_transfer_commits_both,
     a_failed_prepare_rolls_every_branch_back,
     tpc_calls_commit_and_roll_back,
@@ -47,7 +32,7 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// One coordinator for the tests that run in this process (recovery of the crash tests runs in
 /// child processes with coordinators of their own).
-async fn coordinator() -> &'static Coordinator {
+pub(crate) async fn coordinator() -> &'static Coordinator {
     static COORDINATOR: OnceCell<Coordinator> = OnceCell::const_new();
     COORDINATOR
         .get_or_init(|| async {

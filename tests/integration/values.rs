@@ -1,12 +1,12 @@
 //! No silent wrong value: a NULL in a field that cannot hold it, a column the table lacks, a date
 //! a backend cannot store and a value larger than the server takes are errors, never a value.
 
-use crate::common::{Ddl, Sample, connect, on_every_backend};
+use crate::common::{Ddl, Sample, connect, test_matrix};
 use activerecord::{ActiveRecord, Backend, ConstraintKind, Error, Json, Model, Result, SchemaMismatch, col};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 
-on_every_backend!(
+test_matrix!([sqlite, postgres, mariadb] =>
     null_in_a_non_option_field_is_a_decode_error,
     a_missing_column_is_a_schema_error,
     check_schema_accepts_the_sample_table,
