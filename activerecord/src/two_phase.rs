@@ -16,7 +16,8 @@
 //! [`TpcTransaction`] it returns.
 
 use crate::ActiveRecord;
-use crate::connection::{Backend, Database, DatabaseConfig};
+use crate::backend::PreparedListing;
+use crate::connection::{Database, DatabaseConfig};
 use crate::context::context;
 use crate::error::{Error, Result, TwoPhaseError};
 use crate::executor::{Resolve, Target};
@@ -369,7 +370,7 @@ impl Coordinator {
             let Ok(database) = crate::connection::ConnectionManager::get(&name) else {
                 continue;
             };
-            if database.backend() == Backend::Sqlite {
+            if !database.backend().dialect().can_prepare() {
                 continue;
             }
             let branches = match self.prepared_branches(&database).await {
@@ -442,27 +443,22 @@ impl Coordinator {
     async fn prepared_branches(&self, database: &Database) -> Result<Vec<PreparedBranch>> {
         let prefix = format!("{PREFIX}-{}-", self.inner.name);
         let target = database.target(None)?;
-        let branches = match database.backend() {
-            Backend::Postgres => {
+        let branches = match database.backend().dialect().prepared_listing() {
+            Some(PreparedListing::IdsLike(sql)) => {
                 let mut args = target.arguments();
                 args.add(&format!("{prefix}%"))?;
                 target
-                    .fetch_all(
-                        "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE $1",
-                        args,
-                        |row| {
-                            let gid: String = row.get(0)?;
-                            let (gtrid, branch) = gid.rsplit_once('-').unwrap_or((&gid, ""));
-                            Ok(PreparedBranch {
-                                gtrid: gtrid.to_owned(),
-                                postgres_gid: Some(gid.clone()),
-                                bqual: branch.to_owned(),
-                            })
-                        },
-                    )
+                    .fetch_all(sql, args, |row| {
+                        let id: String = row.get(0)?;
+                        let (gtrid, bqual) = id.rsplit_once('-').unwrap_or((&id, ""));
+                        Ok(PreparedBranch {
+                            gtrid: gtrid.to_owned(),
+                            bqual: bqual.to_owned(),
+                        })
+                    })
                     .await?
             }
-            Backend::MySql => {
+            Some(PreparedListing::XaRecover) => {
                 // XA RECOVER is server-wide and has no bind parameters; filter here.
                 let rows = target
                     .fetch_all("XA RECOVER", target.arguments(), |row| {
@@ -472,14 +468,13 @@ impl Coordinator {
                         let (gtrid, bqual) = data.split_at(split);
                         Ok(PreparedBranch {
                             gtrid: String::from_utf8_lossy(gtrid).into_owned(),
-                            postgres_gid: None,
                             bqual: String::from_utf8_lossy(bqual).into_owned(),
                         })
                     })
                     .await?;
                 rows.into_iter().filter(|b| b.gtrid.starts_with(&prefix)).collect()
             }
-            Backend::Sqlite => Vec::new(),
+            None => Vec::new(),
         };
         Ok(branches)
     }
@@ -496,7 +491,6 @@ fn in_doubt(gtrid: &str, what: &str, cause: &Error) -> Error {
 #[derive(Debug)]
 struct PreparedBranch {
     gtrid: String,
-    postgres_gid: Option<String>,
     bqual: String,
 }
 
@@ -521,18 +515,11 @@ enum Resolution {
 /// Commits or rolls back a prepared branch from any connection to its database. A branch that is
 /// already gone (finished by someone else) counts as done.
 async fn resolve(database: &Database, branch: &PreparedBranch, how: Finish) -> Result<Resolution> {
-    let verb = match how {
-        Finish::Commit => "COMMIT",
-        Finish::Rollback => "ROLLBACK",
-    };
-    let sql = match &branch.postgres_gid {
-        Some(gid) => format!("{verb} PREPARED '{}'", validate_id(gid)?),
-        None => format!(
-            "XA {verb} '{}','{}'",
-            validate_id(&branch.gtrid)?,
-            validate_id(&branch.bqual)?
-        ),
-    };
+    let sql =
+        database
+            .backend()
+            .dialect()
+            .finish_prepared(how, validate_id(&branch.gtrid)?, validate_id(&branch.bqual)?);
     match database.execute(&sql).await {
         Ok(()) => Ok(Resolution::Finished),
         Err(e) if is_already_finished(&e) => Ok(Resolution::Finished),

@@ -320,6 +320,18 @@ pub(crate) trait Dialect: Sync {
     /// The statements that prepare `branch`.
     fn prepare(&self, branch: &BranchId) -> Vec<Cow<'static, str>>;
 
+    /// How to list the branches prepared on the server, `None` where nothing can be prepared.
+    fn prepared_listing(&self) -> Option<PreparedListing> {
+        None
+    }
+
+    /// The statement that commits or rolls back, from any session, the prepared branch
+    /// `gtrid`/`bqual` found by the listing. Both are checked to be safe literals before.
+    fn finish_prepared(&self, how: Finish, gtrid: &str, bqual: &str) -> String {
+        let _ = (how, gtrid, bqual);
+        unreachable!("only engines with a listing of prepared branches finish them")
+    }
+
     /// A query counting the prepared branches named `branch` (1 when the prepare worked), where
     /// a prepare can answer OK without preparing anything (PostgreSQL, in an aborted transaction).
     fn prepared_check(&self, branch: &BranchId) -> Option<String> {
@@ -422,6 +434,17 @@ impl Backend {
             Backend::Sqlite
         }
     }
+}
+
+/// The shape of an engine's listing of prepared branches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PreparedListing {
+    /// A query taking one text parameter, a `LIKE` pattern of the ids wanted, and answering one
+    /// id per row, `<gtrid>-<bqual>` (PostgreSQL's `pg_prepared_xacts` of the current database).
+    IdsLike(&'static str),
+    /// XA's `XA RECOVER`: server-wide, without parameters, answering `formatID, gtrid_length,
+    /// bqual_length, data` where `data` is the gtrid followed by the bqual.
+    XaRecover,
 }
 
 /// The code to classify a database error by: MySQL's error number (its SQLSTATEs are too coarse),

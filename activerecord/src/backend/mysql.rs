@@ -2,7 +2,7 @@
 //! `RETURNING`, XA branches, error numbers (its SQLSTATEs are too coarse), its column types, and
 //! the years 1000 to 9999 that `DATETIME` and `DATE` store.
 
-use super::{BranchId, ColumnKind, Dialect, Finish, Isolation};
+use super::{BranchId, ColumnKind, Dialect, Finish, Isolation, PreparedListing};
 use std::borrow::Cow;
 
 /// MySQL's and MariaDB's [`Dialect`].
@@ -76,6 +76,14 @@ impl Dialect for MySql {
     fn prepare(&self, branch: &BranchId) -> Vec<Cow<'static, str>> {
         let xid = branch.xa_xid();
         vec![format!("XA END {xid}").into(), format!("XA PREPARE {xid}").into()]
+    }
+
+    fn prepared_listing(&self) -> Option<PreparedListing> {
+        Some(PreparedListing::XaRecover)
+    }
+
+    fn finish_prepared(&self, how: Finish, gtrid: &str, bqual: &str) -> String {
+        format!("XA {} '{gtrid}','{bqual}'", how.verb())
     }
 
     fn code(&self, db: &dyn sqlx::error::DatabaseError) -> String {

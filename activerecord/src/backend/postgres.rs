@@ -1,7 +1,7 @@
 //! PostgreSQL: double-quoted identifiers, numbered and typed placeholders, `PREPARE TRANSACTION`,
 //! SQLSTATE codes, the exact column types sqlx decodes, and dates from 4714 BC.
 
-use super::{BranchId, ColumnKind, Dialect, Finish, Isolation};
+use super::{BranchId, ColumnKind, Dialect, Finish, Isolation, PreparedListing};
 use crate::error::Error;
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -49,6 +49,17 @@ impl Dialect for Postgres {
 
     fn prepare(&self, branch: &BranchId) -> Vec<Cow<'static, str>> {
         vec![format!("PREPARE TRANSACTION '{}'", branch.postgres_gid()).into()]
+    }
+
+    fn prepared_listing(&self) -> Option<PreparedListing> {
+        Some(PreparedListing::IdsLike(
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE $1",
+        ))
+    }
+
+    /// `COMMIT PREPARED` works only from the database the branch was prepared in.
+    fn finish_prepared(&self, how: Finish, gtrid: &str, bqual: &str) -> String {
+        format!("{} PREPARED '{gtrid}-{bqual}'", how.verb())
     }
 
     fn prepared_check(&self, branch: &BranchId) -> Option<String> {
