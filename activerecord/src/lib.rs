@@ -93,3 +93,10 @@ pub mod __private {
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The guide's code blocks, compiled as doctests so that they stay true.
+#[doc = include_str!("../../docs/transactions.md")]
+#[doc = include_str!("../../docs/configuration.md")]
+#[doc = include_str!("../../docs/two_phase.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;
