@@ -30,7 +30,8 @@ macro_rules! on_two_phase_pairs {
     )*};
 }
 
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held by every test that prepares MariaDB branches, even briefly (`XA RECOVER` is server-wide).
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 on_two_phase_pairs!(
     a_two_phase_transfer_commits_both,
