@@ -32,6 +32,7 @@ on_both_servers!(
     a_lost_commit_answer_leaves_the_commit_done,
     a_commit_cut_before_forwarding_never_commits,
     a_held_answer_keeps_the_call_pending_until_released,
+    a_held_answer_is_lost_when_the_connection_is_cut,
     a_trigger_fires_on_the_prepare_of_two_phase_commit,
     cut_after_passes_only_the_first_bytes,
     nth_and_every_time_choose_the_statements,
@@ -344,6 +345,25 @@ async fn a_held_answer_keeps_the_call_pending_until_released(backend: Backend) {
     assert_eq!(s.proxy.open_connections(), 1);
 }
 
+async fn a_held_answer_is_lost_when_the_connection_is_cut(backend: Backend) {
+    let s = setup(backend).await;
+    let mut conn = s.via.conn().await;
+    conn.run("BEGIN").await.unwrap();
+    conn.insert(1, "committed, answer lost").await.unwrap();
+    let armed = s.proxy.arm(Trigger::statement("COMMIT"), Fault::HoldAnswer);
+    let commit = conn.run("COMMIT");
+    tokio::pin!(commit);
+    tokio::select! {
+        done = &mut commit => panic!("COMMIT finished while its answer was held: {done:?}"),
+        () = async { armed.wait_fired().await; s.direct.wait_count(1).await } => {}
+    }
+    // The commit is in flight when the connection goes: the client sees it fail.
+    s.proxy.cut_all();
+    s.proxy.release();
+    assert_connection_error(&commit.await.unwrap_err());
+    assert_eq!(s.direct.count().await, 1);
+}
+
 async fn a_trigger_fires_on_the_prepare_of_two_phase_commit(backend: Backend) {
     // MariaDB lists prepared branches server-wide; the two-phase tests count them.
     let _one_at_a_time = crate::two_phase::SERIAL.lock().await;
@@ -464,4 +484,65 @@ async fn url_for_keeps_everything_but_the_address() {
         format!("postgres://user:p@ss@{addr}/name?sslmode=disable")
     );
     assert_eq!(proxy.url_for("mysql://localhost"), format!("mysql://{addr}"));
+}
+
+/// PostgreSQL's untyped first messages: an SSLRequest (answered `N`), then the StartupMessage,
+/// then typed messages whose statements the proxy sees. sqlx built without TLS never sends an
+/// SSLRequest, so this speaks the protocol by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_ssl_request_answered_no_is_followed_by_a_readable_startup() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Reads messages until ReadyForQuery; returns their type bytes.
+    async fn until_ready(socket: &mut tokio::net::TcpStream) -> Vec<u8> {
+        let mut types = Vec::new();
+        loop {
+            let mut header = [0u8; 5];
+            socket.read_exact(&mut header).await.unwrap();
+            let len = u32::from_be_bytes(header[1..5].try_into().unwrap()) as usize;
+            let mut body = vec![0u8; len - 4];
+            socket.read_exact(&mut body).await.unwrap();
+            assert_ne!(
+                header[0],
+                b'E',
+                "the server answered an error: {}",
+                String::from_utf8_lossy(&body)
+            );
+            if header[0] == b'R' {
+                assert_eq!(body[..4], [0, 0, 0, 0], "the suite's server asks for no password");
+            }
+            types.push(header[0]);
+            if header[0] == b'Z' {
+                return types;
+            }
+        }
+    }
+
+    let url = testkit::fresh_database(Backend::Postgres).await;
+    let database = url.rsplit('/').next().unwrap();
+    let proxy = Proxy::for_url(&url).await;
+    let mut socket = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+
+    socket.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await.unwrap();
+    let mut answer = [0u8; 1];
+    socket.read_exact(&mut answer).await.unwrap();
+    assert_eq!(answer[0], b'N', "the suite's server does not speak TLS");
+
+    let mut startup = 196_608u32.to_be_bytes().to_vec();
+    for text in ["user", "postgres", "database", database, ""] {
+        startup.extend_from_slice(text.as_bytes());
+        startup.push(0);
+    }
+    let mut message = u32::try_from(startup.len() + 4).unwrap().to_be_bytes().to_vec();
+    message.extend_from_slice(&startup);
+    socket.write_all(&message).await.unwrap();
+    until_ready(&mut socket).await;
+
+    let query = b"SELECT 1\0";
+    let mut message = vec![b'Q'];
+    message.extend_from_slice(&u32::try_from(query.len() + 4).unwrap().to_be_bytes());
+    message.extend_from_slice(query);
+    socket.write_all(&message).await.unwrap();
+    assert_eq!(until_ready(&mut socket).await, b"TDCZ");
+    assert_eq!(proxy.seen(&Trigger::statement("SELECT 1")), 1);
 }
