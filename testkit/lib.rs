@@ -12,8 +12,12 @@
 //! neither started nor found fails, saying what is missing: no test passes by skipping.
 //!
 //! Each test gets a database of its own from [`fresh_database`].
+//!
+//! [`Proxy`] (module [`proxy`]) sits between a client and PostgreSQL or MariaDB and injects faults
+//! on chosen statements: a lost answer, a held answer, a cut connection.
 
 pub mod bank;
+pub mod proxy;
 mod server;
 
 use activerecord::Backend;
@@ -22,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub use proxy::{Armed, Fault, Protocol, Proxy, Statement, Trigger};
 pub use server::scratch_dir;
 
 /// The backends the suite runs against.

@@ -10,7 +10,7 @@ pub use testkit::bank::{Account, Movement};
 
 /// The test matrix: for each scenario, a module named after it holding one `#[tokio::test]` per
 /// backend combination, named after the combination, that calls the scenario with the
-/// combination's backends (see [`combination!`]) and unwraps its `Result`:
+/// combination's backends (see [`combination!`]) and checks how it ended ([`ScenarioEnd`]):
 ///
 /// ```ignore
 /// test_matrix!([sqlite, postgres, mariadb] => every_type_round_trips, nulls_round_trip);
@@ -30,7 +30,7 @@ macro_rules! test_matrix {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $combination() {
             $(let _one_at_a_time = super::$lock.lock().await;)?
-            $crate::common::combination!($combination, super::$scenario).await.unwrap()
+            $crate::common::ScenarioEnd::check($crate::common::combination!($combination, super::$scenario).await)
         }
     };
     // The combinations and the lock travel as single token trees: a list repeated inside the
@@ -43,6 +43,22 @@ macro_rules! test_matrix {
     };
 }
 pub(crate) use test_matrix;
+
+/// How a scenario ends: `()` (it asserts as it goes), or a `Result` whose error fails the test.
+pub trait ScenarioEnd {
+    /// Fails the test if the scenario failed.
+    fn check(self);
+}
+
+impl ScenarioEnd for () {
+    fn check(self) {}
+}
+
+impl<E: std::fmt::Debug> ScenarioEnd for Result<(), E> {
+    fn check(self) {
+        self.unwrap()
+    }
+}
 
 /// The backend combinations [`test_matrix!`] knows, one line each: the name a test gets, and the
 /// backends its scenario is called with.

@@ -13,7 +13,8 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 /// The two-phase scenarios run one at a time: MariaDB lists prepared branches server-wide, and each
-/// scenario checks that none is left. (The example tests that prepare branches take this lock too.)
+/// scenario checks that none is left. Every test that prepares MariaDB branches, even briefly, takes
+/// this lock too (the example and proxy tests).
 pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 test_matrix!(
