@@ -289,9 +289,18 @@ pub enum Error {
     },
 
     /// Some databases of one unit of work committed and others did not: the databases disagree
-    /// and need reconciliation. Never reported as a plain failure.
+    /// and need reconciliation. Every database's outcome is known; the report names each. Never
+    /// reported as a plain failure, and never transient: retrying could apply the work twice.
     #[error("{0}")]
     PartialCommit(Box<PartialCommit>),
+
+    /// The outcome of at least one database of a unit of work is unknown: its `COMMIT` was sent
+    /// and no answer came (the connection broke, the session was killed), so it may have
+    /// committed. The report names each database's outcome; the others were rolled back unless
+    /// they had committed before. Never a plain error and never transient: retrying could apply
+    /// the work twice. Find out by looking at the data (the unit id names the unit of work).
+    #[error("{0}")]
+    OutcomeUnknown(Box<PartialCommit>),
 
     /// A two-phase commit whose outcome is not final yet: its branches are prepared and recovery
     /// ([`Coordinator::recover`](crate::two_phase::Coordinator::recover)) will resolve them by
@@ -417,32 +426,97 @@ pub enum Error {
     },
 }
 
-/// The facts of a partial commit: see [`Error::PartialCommit`].
+/// What happened to one database of a unit of work.
+///
+/// ```
+/// use activerecord::DatabaseOutcome;
+///
+/// assert_eq!(DatabaseOutcome::Unknown.to_string(), "outcome unknown");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DatabaseOutcome {
+    /// Its `COMMIT` was answered: its work is durable.
+    Committed,
+    /// Its work was rolled back, or refused at `COMMIT`: none of it is there.
+    RolledBack,
+    /// Its `COMMIT` was sent and no answer came: it may have committed or not.
+    Unknown,
+}
+
+impl fmt::Display for DatabaseOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DatabaseOutcome::Committed => "committed",
+            DatabaseOutcome::RolledBack => "rolled back",
+            DatabaseOutcome::Unknown => "outcome unknown",
+        })
+    }
+}
+
+/// The report of a unit of work whose databases do not all agree, or whose outcome is not known
+/// everywhere: see [`Error::PartialCommit`] and [`Error::OutcomeUnknown`].
 #[derive(Debug)]
 pub struct PartialCommit {
-    /// The connections that committed, in commit order.
-    pub committed: Vec<String>,
-    /// The connection whose commit failed (its work is rolled back).
+    /// The unit of work's id (also in its observer events and its `tracing` event).
+    pub unit: String,
+    /// Every database of the unit, in commit order, with its outcome.
+    pub outcomes: Vec<(String, DatabaseOutcome)>,
+    /// The connection whose commit failed, or whose answer was lost.
     pub failed: String,
-    /// The connections rolled back after the failure, without trying to commit them.
-    pub rolled_back: Vec<String>,
-    /// Why the commit failed.
+    /// Why that commit failed.
     pub cause: Error,
+}
+
+impl PartialCommit {
+    /// The connections that ended with `outcome`, in commit order.
+    pub fn with_outcome(&self, outcome: DatabaseOutcome) -> Vec<&str> {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| *o == outcome)
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    /// The connections that committed, in commit order.
+    pub fn committed(&self) -> Vec<&str> {
+        self.with_outcome(DatabaseOutcome::Committed)
+    }
+
+    /// The connections rolled back.
+    pub fn rolled_back(&self) -> Vec<&str> {
+        self.with_outcome(DatabaseOutcome::RolledBack)
+    }
+
+    /// The connections whose outcome is unknown.
+    pub fn unknown(&self) -> Vec<&str> {
+        self.with_outcome(DatabaseOutcome::Unknown)
+    }
 }
 
 impl fmt::Display for PartialCommit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "partial commit: {} committed, then the commit of {:?} failed ({})",
-            self.committed.join(", "),
-            self.failed,
-            self.cause
-        )?;
-        if !self.rolled_back.is_empty() {
-            write!(f, "; rolled back: {}", self.rolled_back.join(", "))?;
+        let unknown = !self.unknown().is_empty();
+        if unknown {
+            write!(
+                f,
+                "unit of work {}: the outcome of {:?} is unknown: its COMMIT was sent and no answer came ({})",
+                self.unit, self.failed, self.cause
+            )?;
+        } else {
+            write!(
+                f,
+                "partial commit of unit of work {}: the commit of {:?} failed ({})",
+                self.unit, self.failed, self.cause
+            )?;
         }
-        f.write_str("; the databases disagree and need reconciliation")
+        let each: Vec<String> = self.outcomes.iter().map(|(name, o)| format!("{name} {o}")).collect();
+        write!(f, "; {}", each.join(", "))?;
+        if unknown {
+            f.write_str("; look at the data of the unknown databases before repairing anything: retrying could apply the work twice")
+        } else {
+            f.write_str("; the databases disagree and need reconciliation")
+        }
     }
 }
 

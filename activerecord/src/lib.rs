@@ -47,7 +47,7 @@ pub mod value;
 
 pub use activerecord_derive::ActiveRecord;
 pub use connection::{Backend, ConnectionManager, Database, DatabaseConfig, DatabaseUrl, JournalMode, Synchronous};
-pub use error::{ConnectFailure, ConstraintKind, Error, PartialCommit, Result, TwoPhaseError};
+pub use error::{ConnectFailure, ConstraintKind, DatabaseOutcome, Error, PartialCommit, Result, TwoPhaseError};
 pub use executor::{Executor, fetch_column};
 pub use model::{Model, ModelMeta};
 pub use query::{Column, Condition, Order, Query, col};

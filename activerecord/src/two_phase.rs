@@ -25,7 +25,7 @@ use crate::model::Model;
 use crate::query::col;
 use crate::transaction::Using;
 use crate::transaction::{
-    BranchId, ChooseProtocol, Commit, CommitProtocol, EventKind, Finish, Participant, ScopeOptions, Settled,
+    BestEffort, BranchId, ChooseProtocol, Commit, CommitProtocol, EventKind, Finish, Participant, ScopeOptions, Settled,
 };
 use crate::value::Json;
 use futures_util::future::BoxFuture;
@@ -329,8 +329,8 @@ impl Coordinator {
 
         let mut pending = Vec::new();
         for (i, participant) in branches.iter().enumerate() {
-            if let Err(e) = commit.commit_one(i).await {
-                pending.push(format!("{} ({e})", participant.name()));
+            if let Err(failure) = commit.commit_one(i).await {
+                pending.push(format!("{} ({})", participant.name(), failure.cause));
             }
         }
         if !pending.is_empty() {
@@ -357,6 +357,26 @@ impl Coordinator {
     /// where it is not and the branch is older than the grace period. Then forgets decisions whose
     /// branches are all finished.
     pub async fn recover(&self) -> Result<RecoveryReport> {
+        self.recover_on(&crate::connection::ConnectionManager::names()).await
+    }
+
+    /// [`recover`](Self::recover), on the named connections only (say, the databases of one
+    /// service among several configured in the process). A decision naming a connection outside
+    /// the list is kept for a run that scans it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::two_phase::{Coordinator, CoordinatorConfig};
+    ///
+    /// let log = std::env::temp_dir().join(format!("recover-on-doc-{}.db", std::process::id()));
+    /// let config = CoordinatorConfig::new("recover_on_doc").log_in_file(&log).recover_at_start(false);
+    /// let (coordinator, _) = Coordinator::install(config).await?;
+    /// let report = coordinator.recover_on(&["no_such_connection"]).await?;
+    /// assert!(report.is_empty(), "an unknown name is skipped");
+    /// # std::fs::remove_file(log).ok();
+    /// # Ok(()) }
+    /// ```
+    pub async fn recover_on(&self, connections: &[impl AsRef<str>]) -> Result<RecoveryReport> {
         let mut report = RecoveryReport::default();
         let decisions: Vec<Decision> = Decision::query()
             .filter(col("coordinator").eq(self.inner.name.as_str()))
@@ -364,9 +384,9 @@ impl Coordinator {
             .await?;
         let decided = |gtrid: &str| decisions.iter().any(|d| d.gtrid == gtrid);
         // Connections whose scan failed: decisions naming them must be kept.
-        let mut unscanned = Vec::new();
+        let mut scanned = Vec::new();
         let mut still_prepared = Vec::new();
-        for name in crate::connection::ConnectionManager::names() {
+        for name in connections.iter().map(|n| n.as_ref().to_owned()) {
             let Ok(database) = crate::connection::ConnectionManager::get(&name) else {
                 continue;
             };
@@ -382,10 +402,10 @@ impl Coordinator {
                         action: RecoveryAction::List,
                         error: e,
                     });
-                    unscanned.push(name);
                     continue;
                 }
             };
+            scanned.push(name.clone());
             for branch in branches {
                 let label = branch.reference(&name);
                 let how = if decided(&branch.gtrid) {
@@ -424,7 +444,7 @@ impl Coordinator {
             }
         }
         for decision in &decisions {
-            let all_scanned = decision.branches.0.iter().all(|b| !unscanned.contains(&b.connection));
+            let all_scanned = decision.branches.0.iter().all(|b| scanned.contains(&b.connection));
             if all_scanned && !still_prepared.contains(&decision.gtrid) {
                 Decision::query()
                     .filter(col("gtrid").eq(decision.gtrid.as_str()))
@@ -719,10 +739,7 @@ impl CommitProtocol<Participant> for TwoPhase {
                 return self.coordinator.commit(&self.gtrid, commit).await;
             }
             // One database: nothing to agree with, so it commits in one phase.
-            match commit.commit_one(0).await {
-                Ok(()) => Settled::Committed,
-                Err(cause) => Settled::RolledBack(cause),
-            }
+            BestEffort.commit(commit).await
         })
     }
 }

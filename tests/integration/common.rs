@@ -70,6 +70,7 @@ macro_rules! combination {
     (sqlite_and_sqlite, $f:path) => { $f(activerecord::Backend::Sqlite, activerecord::Backend::Sqlite) };
     (postgres_and_mariadb, $f:path) => { $f(activerecord::Backend::Postgres, activerecord::Backend::MySql) };
     (postgres_and_postgres, $f:path) => { $f(activerecord::Backend::Postgres, activerecord::Backend::Postgres) };
+    (mariadb_and_postgres, $f:path) => { $f(activerecord::Backend::MySql, activerecord::Backend::Postgres) };
     ($unknown:ident, $f:path) => {
         compile_error!(concat!(
             "unknown backend combination `",

@@ -7,6 +7,7 @@ mod crud;
 mod examples;
 mod migrate;
 mod nesting;
+mod outcomes;
 mod proxy;
 mod queries;
 mod scopes;

@@ -1,15 +1,17 @@
 //! Best effort, the default [`CommitProtocol`]: the final commits run one database after another,
 //! in the order the databases began, with no prepare.
 //!
-//! Guarantees: when the first commit fails nothing was committed: the others are rolled back and
-//! the plain error is returned. When a later commit fails, the error is
-//! [`Error::PartialCommit`], naming what committed, what failed and what was rolled back, and a
-//! `tracing` error event records the same facts: never silent, never a plain error.
+//! Guarantees: when the first commit is refused nothing was committed: the others are rolled back
+//! and the plain error is returned. When a later commit is refused, the error is
+//! [`Error::PartialCommit`], naming each database's outcome. When a `COMMIT` was sent and no
+//! answer came, that database's outcome is unknown (it may have committed): the commits stop
+//! there, the databases after it are rolled back, and the error is [`Error::OutcomeUnknown`] with
+//! each database's outcome. A `tracing` error event records the same facts: never silent, never a
+//! plain error, never a guess.
 
 use super::unit::{Branch, Commit, CommitProtocol, Settled};
-use crate::error::{Error, PartialCommit};
+use crate::error::{DatabaseOutcome, Error, PartialCommit};
 use futures_util::future::BoxFuture;
-use std::sync::Arc;
 
 /// Commits each database in turn. See the [module docs](self).
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,31 +20,37 @@ pub(crate) struct BestEffort;
 impl<B: Branch> CommitProtocol<B> for BestEffort {
     fn commit<'a>(&'a self, commit: &'a Commit<'a, B>) -> BoxFuture<'a, Settled> {
         Box::pin(async move {
-            let branches = commit.branches();
-            for (i, branch) in branches.iter().enumerate() {
-                let Err(cause) = commit.commit_one(i).await else {
+            for i in 0..commit.branches().len() {
+                let Err(failure) = commit.commit_one(i).await else {
                     continue;
                 };
                 commit.rollback_from(i + 1).await;
-                if i == 0 {
-                    return Settled::RolledBack(cause);
+                let outcomes = commit.outcomes(i, failure.outcome);
+                let nothing_committed = outcomes.iter().all(|(_, o)| *o == DatabaseOutcome::RolledBack);
+                if nothing_committed {
+                    return Settled::RolledBack(failure.cause);
                 }
-                let names = |bs: &[Arc<B>]| bs.iter().map(|b| b.name().to_owned()).collect();
-                let partial = PartialCommit {
-                    committed: names(&branches[..i]),
-                    failed: branch.name().to_owned(),
-                    rolled_back: names(&branches[i + 1..]),
-                    cause,
+                let report = PartialCommit {
+                    unit: commit.unit_id().to_string(),
+                    outcomes,
+                    failed: commit.branches()[i].name().to_owned(),
+                    cause: failure.cause,
                 };
                 tracing::error!(
-                    unit = %commit.unit_id(),
-                    committed = ?partial.committed,
-                    failed = %partial.failed,
-                    rolled_back = ?partial.rolled_back,
-                    cause = %partial.cause,
-                    "partial commit: the databases of one unit of work disagree and need reconciliation"
+                    unit = %report.unit,
+                    outcomes = ?report.outcomes,
+                    failed = %report.failed,
+                    cause = %report.cause,
+                    "{}",
+                    match failure.outcome {
+                        DatabaseOutcome::Unknown => "outcome unknown: a COMMIT was sent and no answer came",
+                        _ => "partial commit: the databases of one unit of work disagree and need reconciliation",
+                    }
                 );
-                return Settled::Mixed(Error::PartialCommit(Box::new(partial)));
+                return match failure.outcome {
+                    DatabaseOutcome::Unknown => Settled::Unknown(Error::OutcomeUnknown(Box::new(report))),
+                    _ => Settled::Mixed(Error::PartialCommit(Box::new(report))),
+                };
             }
             Settled::Committed
         })

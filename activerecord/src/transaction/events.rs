@@ -125,6 +125,11 @@ pub enum EventKind {
         /// The connection.
         connection: String,
     },
+    /// A database's `COMMIT` was sent and no answer came: it may have committed.
+    OutcomeUnknown {
+        /// The connection.
+        connection: String,
+    },
     /// The unit of work ended.
     Ended {
         /// How.
@@ -144,6 +149,9 @@ pub enum UnitOutcome {
     /// decision is logged and whose remaining branches recovery will commit. The unit's error
     /// says which.
     Mixed,
+    /// The outcome of at least one database is unknown (its `COMMIT` was sent and no answer came);
+    /// the unit's error reports each database.
+    Unknown,
 }
 
 /// Receives the [`Event`]s of every unit of work. Register one with

@@ -38,7 +38,7 @@ use crate::connection::{ConnectionManager, Database};
 use crate::context::context;
 use crate::error::{Error, Result};
 use crate::executor::{Resolve, Target};
-use best_effort::BestEffort;
+pub(crate) use best_effort::BestEffort;
 use events::Observers;
 use futures_util::FutureExt;
 use std::borrow::Cow;

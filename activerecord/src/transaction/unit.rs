@@ -19,7 +19,7 @@
 
 use super::events::{Event, EventKind, Observers, UnitId, UnitOutcome, observer_error};
 use crate::backend::BranchId;
-use crate::error::{Error, Result};
+use crate::error::{DatabaseOutcome, Error, Result};
 use futures_util::future::BoxFuture;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -61,6 +61,17 @@ pub(crate) enum Settled {
     RolledBack(Error),
     /// Some databases committed and others did not, or not yet; the error says which.
     Mixed(Error),
+    /// The outcome of some database is unknown; the error reports each.
+    Unknown(Error),
+}
+
+/// A final commit that did not succeed: what became of the database, and why.
+#[derive(Debug)]
+pub(crate) struct CommitFailure {
+    /// Rolled back (the database answered with an error), or unknown (no answer came).
+    pub(crate) outcome: DatabaseOutcome,
+    /// The error.
+    pub(crate) cause: Error,
 }
 
 /// Where a unit of work is in its life.
@@ -89,6 +100,8 @@ struct State<B> {
     branches: Vec<Arc<B>>,
     /// During the final commits: the databases committed so far.
     committed: Vec<String>,
+    /// During the final commits: the database whose `COMMIT` is on its way, unanswered.
+    in_flight: Option<String>,
     hooks: Vec<Hook>,
     next_frame: u64,
     /// How many databases have taken part (branch numbers are never reused).
@@ -125,6 +138,7 @@ impl<B: Branch> UnitOfWork<B> {
                 phase: Phase::Open,
                 branches: Vec::new(),
                 committed: Vec::new(),
+                in_flight: None,
                 hooks: Vec::new(),
                 next_frame: 0,
                 next_branch: 0,
@@ -259,6 +273,10 @@ impl<B: Branch> UnitOfWork<B> {
                 self.end(UnitOutcome::Mixed).await;
                 Err(cause)
             }
+            Settled::Unknown(cause) => {
+                self.end(UnitOutcome::Unknown).await;
+                Err(cause)
+            }
         }
     }
 
@@ -320,9 +338,18 @@ impl<B: Branch> Drop for UnitOfWork<B> {
     /// is reported as an error event.
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let outcome = match state.phase {
-            Phase::Ended(_) => return,
-            Phase::Committing if !state.committed.is_empty() => {
+        let outcome = match (state.phase, &state.in_flight) {
+            (Phase::Ended(_), _) => return,
+            (Phase::Committing, Some(in_flight)) => {
+                tracing::error!(
+                    unit = %self.id,
+                    committed = ?state.committed,
+                    unknown = %in_flight,
+                    "outcome unknown: a unit of work was cancelled while a COMMIT was on its way; that database may have committed, the databases after it were rolled back"
+                );
+                UnitOutcome::Unknown
+            }
+            (Phase::Committing, None) if !state.committed.is_empty() => {
                 tracing::error!(
                     unit = %self.id,
                     committed = ?state.committed,
@@ -330,7 +357,7 @@ impl<B: Branch> Drop for UnitOfWork<B> {
                 );
                 UnitOutcome::Mixed
             }
-            Phase::Open | Phase::Committing => UnitOutcome::RolledBack,
+            (Phase::Open | Phase::Committing, _) => UnitOutcome::RolledBack,
         };
         if let Some(hooks) = self.settle(outcome) {
             for hook in hooks {
@@ -372,14 +399,58 @@ impl<B: Branch> Commit<'_, B> {
         Ok(())
     }
 
-    /// Commits the `index`-th database, and records that it did.
-    pub(crate) async fn commit_one(&self, index: usize) -> Result<()> {
+    /// Commits the `index`-th database, and records what became of it. A `COMMIT` whose answer
+    /// never came (the connection broke) may have committed: its outcome is unknown, never
+    /// "rolled back".
+    pub(crate) async fn commit_one(&self, index: usize) -> Result<(), CommitFailure> {
         let branch = &self.branches[index];
-        branch.commit().await?;
         let connection = branch.name().to_owned();
-        self.unit.lock().committed.push(connection.clone());
-        self.report(|| EventKind::Committed { connection }).await;
-        Ok(())
+        self.unit.lock().in_flight = Some(connection.clone());
+        let answer = branch.commit().await;
+        {
+            let mut state = self.unit.lock();
+            state.in_flight = None;
+            if answer.is_ok() {
+                state.committed.push(connection.clone());
+            }
+        }
+        match answer {
+            Ok(()) => {
+                self.report(|| EventKind::Committed { connection }).await;
+                Ok(())
+            }
+            Err(cause) => {
+                let outcome = match cause {
+                    Error::ConnectionLost { .. } => DatabaseOutcome::Unknown,
+                    _ => DatabaseOutcome::RolledBack,
+                };
+                self.report(|| match outcome {
+                    DatabaseOutcome::Unknown => EventKind::OutcomeUnknown { connection },
+                    _ => EventKind::RolledBack { connection },
+                })
+                .await;
+                Err(CommitFailure { outcome, cause })
+            }
+        }
+    }
+
+    /// Every database's outcome once the `failed`-th database ended with `outcome` and the
+    /// databases not committed by then were rolled back.
+    pub(crate) fn outcomes(&self, failed: usize, outcome: DatabaseOutcome) -> Vec<(String, DatabaseOutcome)> {
+        let committed = self.unit.lock().committed.clone();
+        self.branches
+            .iter()
+            .enumerate()
+            .map(|(i, branch)| {
+                let name = branch.name().to_owned();
+                let this = match i {
+                    _ if i == failed => outcome,
+                    _ if committed.contains(&name) => DatabaseOutcome::Committed,
+                    _ => DatabaseOutcome::RolledBack,
+                };
+                (name, this)
+            })
+            .collect()
     }
 
     /// Rolls back every database from the `start`-th on.
@@ -394,7 +465,6 @@ mod tests {
 
     use super::super::best_effort::BestEffort;
     use super::*;
-    use crate::error::PartialCommit;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// What a fake database answers to COMMIT.
@@ -402,6 +472,8 @@ mod tests {
     enum Answer {
         Ok,
         Refused,
+        /// The COMMIT reached the database and its answer was lost with the connection.
+        Lost,
     }
 
     /// A fake database's transaction: answers as told and writes down what it was asked.
@@ -430,6 +502,10 @@ mod tests {
             match self.commit_answer {
                 Answer::Ok => Ok(()),
                 Answer::Refused => Err(Error::rejected(format!("{} refused to commit", self.name))),
+                Answer::Lost => Err(Error::ConnectionLost {
+                    connection: self.name.clone(),
+                    source: sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
+                }),
             }
         }
         async fn rollback(&self) -> Result<()> {
@@ -549,16 +625,53 @@ mod tests {
             let Error::PartialCommit(partial) = err else {
                 panic!("{err:?}")
             };
-            let PartialCommit {
-                committed: c,
-                failed: x,
-                rolled_back: r,
-                ..
-            } = *partial;
-            assert_eq!(c, committed);
-            assert_eq!(x, failed);
-            assert_eq!(r, rolled_back);
+            assert_eq!(partial.committed(), committed);
+            assert_eq!(partial.failed, failed);
+            let mut expected_rolled_back = vec![failed];
+            expected_rolled_back.extend(rolled_back);
+            assert_eq!(
+                partial.rolled_back(),
+                expected_rolled_back,
+                "the refused one and those after it"
+            );
             assert!(f.hooks().is_empty(), "no hook describes a partial commit");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_commit_answer_is_unknown_never_rolled_back() {
+        use DatabaseOutcome::{Committed, RolledBack, Unknown};
+        for (answers, expected) in [
+            (vec![Answer::Lost], vec![Unknown]),
+            (vec![Answer::Lost, Answer::Ok], vec![Unknown, RolledBack]),
+            (vec![Answer::Ok, Answer::Lost], vec![Committed, Unknown]),
+            (
+                vec![Answer::Ok, Answer::Lost, Answer::Ok],
+                vec![Committed, Unknown, RolledBack],
+            ),
+            (
+                vec![Answer::Lost, Answer::Ok, Answer::Ok],
+                vec![Unknown, RolledBack, RolledBack],
+            ),
+            (
+                vec![Answer::Ok, Answer::Ok, Answer::Lost],
+                vec![Committed, Committed, Unknown],
+            ),
+        ] {
+            let f = fixture(best_effort(), &answers).await;
+            let err = f.unit.commit().await.unwrap_err();
+            let Error::OutcomeUnknown(report) = &err else {
+                panic!("{answers:?}: {err:?}")
+            };
+            let outcomes: Vec<DatabaseOutcome> = report.outcomes.iter().map(|(_, o)| *o).collect();
+            assert_eq!(outcomes, expected, "{answers:?}");
+            assert_eq!(report.unit, f.unit.id().to_string());
+            assert!(!err.is_transient(), "retrying could apply the work twice");
+            assert!(f.hooks().is_empty(), "{answers:?}: no hook for an outcome nobody knows");
+            // The commits stop at the unknown one: nothing after it was asked to commit.
+            let lost = answers.iter().position(|a| *a == Answer::Lost).unwrap();
+            let commits = f.log().iter().filter(|l| l.starts_with("commit")).count();
+            assert_eq!(commits, lost + 1, "{answers:?}");
         }
     }
 
@@ -640,6 +753,33 @@ mod tests {
         assert_eq!(*f.log.lock().unwrap(), ["commit a"]);
     }
 
+    /// A protocol whose second commit never answers (the future is dropped while it is in flight).
+    struct SecondCommitHangs;
+
+    impl CommitProtocol<FakeBranch> for SecondCommitHangs {
+        fn commit<'a>(&'a self, commit: &'a Commit<'a, FakeBranch>) -> BoxFuture<'a, Settled> {
+            Box::pin(async move {
+                commit.commit_one(0).await.unwrap();
+                commit.unit.lock().in_flight = Some(commit.branches()[1].name().to_owned());
+                std::future::pending().await
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn dropped_while_a_commit_is_in_flight_runs_no_hook() {
+        let f = fixture(Box::new(SecondCommitHangs), &[Answer::Ok, Answer::Ok]).await;
+        let hooks = f.hooks.clone();
+        let unit = f.unit;
+        let committing = tokio::time::timeout(std::time::Duration::from_millis(10), unit.commit()).await;
+        assert!(committing.is_err());
+        drop(unit);
+        assert!(
+            hooks.lock().unwrap().is_empty(),
+            "the in-flight COMMIT may have committed"
+        );
+    }
+
     /// A protocol that prepares every database, then commits each: the shape of two-phase
     /// commit, with its phase two failing on a refused database.
     struct PrepareThenCommit;
@@ -664,7 +804,7 @@ mod tests {
                 }
                 match failed {
                     None => Settled::Committed,
-                    Some(e) => Settled::Mixed(e),
+                    Some(failure) => Settled::Mixed(failure.cause),
                 }
             })
         }

@@ -1,0 +1,182 @@
+//! Honest outcomes of best effort under faults (semantics.md, "Outcomes: never a guess"): a
+//! `COMMIT` that reached the server and whose answer was lost is reported as unknown, never as
+//! rolled back; the commits stop there; no hook runs for an outcome nobody knows; the events say
+//! the same. The faults are real: the fault-injecting proxy of `testkit` sits between the library
+//! and the server, forwards the `COMMIT`, drops the answer and closes the connection.
+
+use crate::common::{Movement, assert_no_open_transactions, bank, test_matrix};
+use activerecord::{
+    Backend, ConnectionManager, Database, DatabaseOutcome, Error, Event, EventKind, Model, Observer, Result,
+    UnitOutcome,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use testkit::{Fault, Proxy, Trigger};
+
+test_matrix!([postgres_and_mariadb, mariadb_and_postgres] =>
+    a_lost_answer_to_the_first_commit_is_unknown,
+    a_lost_answer_to_the_joined_commit_is_unknown,
+);
+
+/// One bank database reached two ways: directly (to check its rows) and through a proxy (for the
+/// unit of work under test).
+struct Side {
+    direct: Database,
+    proxied: String,
+    proxy: Proxy,
+    account: i64,
+}
+
+async fn side(backend: Backend, label: &str) -> Side {
+    let name = format!("{label}_{backend:?}").to_lowercase();
+    let (direct, ids) = bank(backend, &name, &["owner"]).await;
+    let proxy = Proxy::for_url(direct.url().expose()).await;
+    let proxied = format!("{name}_proxied");
+    ConnectionManager::configure(&proxied, proxy.url_for(direct.url().expose()))
+        .await
+        .unwrap();
+    Side {
+        direct,
+        proxied,
+        proxy,
+        account: ids[0],
+    }
+}
+
+/// The events of every unit of work, kept to look up one unit's afterwards.
+#[derive(Default)]
+struct Events(Mutex<Vec<Event>>);
+
+impl Observer for Events {
+    async fn on_event(&self, event: &Event) -> Result<()> {
+        self.0.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+impl Events {
+    fn of(&self, unit: &str) -> Vec<EventKind> {
+        let all = self.0.lock().unwrap();
+        all.iter()
+            .filter(|e| e.unit.as_str() == unit)
+            .map(|e| e.kind.clone())
+            .collect()
+    }
+}
+
+/// A transfer of 10 from `one` to `two` with both kinds of hook; returns the error and how many
+/// hooks ran.
+async fn transfer(one: &Side, two: &Side) -> (Error, usize) {
+    let hooks = Arc::new(AtomicUsize::new(0));
+    let (committed, rolled_back) = (hooks.clone(), hooks.clone());
+    let err = ConnectionManager::using(&one.proxied)
+        .transaction(async |tx| {
+            tx.after_commit(move || {
+                committed.fetch_add(1, Ordering::SeqCst);
+            });
+            tx.after_rollback(move || {
+                rolled_back.fetch_add(1, Ordering::SeqCst);
+            });
+            Movement::record(tx, one.account, -10).await?;
+            ConnectionManager::using(&two.proxied)
+                .transaction(async |tx| Movement::record(tx, two.account, 10).await.map(drop))
+                .await
+        })
+        .await
+        .unwrap_err();
+    (err, hooks.load(Ordering::SeqCst))
+}
+
+/// Checks the error of a unit whose `unknown` database lost its COMMIT answer, against the events.
+fn check_unknown(err: &Error, expected: &[(&str, DatabaseOutcome)], events: &Events) {
+    let Error::OutcomeUnknown(report) = err else {
+        panic!("expected an unknown outcome, got {err:?}")
+    };
+    let outcomes: Vec<(&str, DatabaseOutcome)> = report.outcomes.iter().map(|(n, o)| (n.as_str(), *o)).collect();
+    assert_eq!(outcomes, expected);
+    assert!(!err.is_transient(), "retrying could apply the transfer twice");
+    let message = err.to_string();
+    assert!(
+        message.contains("unknown") && message.contains(&report.unit),
+        "{message}"
+    );
+    let unknown = report.unknown()[0].to_owned();
+    let kinds = events.of(&report.unit);
+    assert!(
+        kinds.contains(&EventKind::OutcomeUnknown {
+            connection: unknown.clone()
+        }),
+        "{kinds:?}"
+    );
+    assert!(
+        !kinds.contains(&EventKind::RolledBack { connection: unknown }),
+        "an unknown outcome is never reported as rolled back: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.last(),
+        Some(&EventKind::Ended {
+            outcome: UnitOutcome::Unknown
+        })
+    );
+}
+
+/// Case 1 of issue 11: the root database's COMMIT reached the server and its answer was lost. The
+/// root committed; the joined database was rolled back; the error says the root is unknown.
+async fn a_lost_answer_to_the_first_commit_is_unknown(first: Backend, second: Backend) -> Result<()> {
+    let events = Arc::new(Events::default());
+    let observer = ConnectionManager::observe(events.clone());
+    let one = side(first, "lost_first_1").await;
+    let two = side(second, "lost_first_2").await;
+    let armed = one.proxy.arm(Trigger::statement("COMMIT"), Fault::DropAnswerAndClose);
+    let (err, hooks) = transfer(&one, &two).await;
+    ConnectionManager::unobserve(observer);
+    assert_eq!(armed.fired(), 1);
+    check_unknown(
+        &err,
+        &[
+            (&one.proxied, DatabaseOutcome::Unknown),
+            (&two.proxied, DatabaseOutcome::RolledBack),
+        ],
+        &events,
+    );
+    assert_eq!(hooks, 0, "neither hook describes an unknown outcome");
+    assert_eq!(Movement::count(&one.direct).await?, 1, "the server did commit the root");
+    assert_eq!(
+        Movement::count(&two.direct).await?,
+        0,
+        "the joined database was rolled back"
+    );
+    assert_no_open_transactions(&two.direct).await;
+    Ok(())
+}
+
+/// Case 2 of issue 11: the joined database's COMMIT answer was lost after the root committed.
+/// Both committed; the error says the root committed and the joined one is unknown (never
+/// "rolled back": repairing from that would apply the transfer twice).
+async fn a_lost_answer_to_the_joined_commit_is_unknown(first: Backend, second: Backend) -> Result<()> {
+    let events = Arc::new(Events::default());
+    let observer = ConnectionManager::observe(events.clone());
+    let one = side(first, "lost_joined_1").await;
+    let two = side(second, "lost_joined_2").await;
+    let armed = two.proxy.arm(Trigger::statement("COMMIT"), Fault::DropAnswerAndClose);
+    let (err, hooks) = transfer(&one, &two).await;
+    ConnectionManager::unobserve(observer);
+    assert_eq!(armed.fired(), 1);
+    check_unknown(
+        &err,
+        &[
+            (&one.proxied, DatabaseOutcome::Committed),
+            (&two.proxied, DatabaseOutcome::Unknown),
+        ],
+        &events,
+    );
+    assert_eq!(hooks, 0, "neither hook describes an unknown outcome");
+    assert_eq!(Movement::count(&one.direct).await?, 1);
+    assert_eq!(
+        Movement::count(&two.direct).await?,
+        1,
+        "the server did commit the joined database"
+    );
+    assert_no_open_transactions(&one.direct).await;
+    Ok(())
+}
