@@ -267,14 +267,7 @@ macro_rules! native_value {
                 }
             }
             fn decode(row: RowRef<'_>, index: usize) -> Result<Self, sqlx::Error> {
-                match row {
-                    RowRef::Sqlite(r) => {
-                        sqlite_not_null(r, index)?;
-                        r.try_get::<$ty, _>(index)
-                    }
-                    RowRef::Postgres(r) => r.try_get::<$ty, _>(index),
-                    RowRef::MySql(r) => r.try_get::<$ty, _>(index),
-                }
+                decode_native(row, index)
             }
             $(
                 /// Integer keys can be `AUTO_INCREMENT` keys.
@@ -298,6 +291,26 @@ native_value!(
     Vec<u8> as "bytea", Bytes;
     uuid::Uuid as "uuid", Uuid;
 );
+
+/// Reads a type sqlx decodes natively on every backend, refusing NULL on SQLite too.
+fn decode_native<T>(row: RowRef<'_>, index: usize) -> Result<T, sqlx::Error>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+        + sqlx::Type<sqlx::Sqlite>
+        + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + for<'r> sqlx::Decode<'r, sqlx::MySql>
+        + sqlx::Type<sqlx::MySql>,
+{
+    match row {
+        RowRef::Sqlite(r) => {
+            sqlite_not_null(r, index)?;
+            r.try_get::<T, _>(index)
+        }
+        RowRef::Postgres(r) => r.try_get::<T, _>(index),
+        RowRef::MySql(r) => r.try_get::<T, _>(index),
+    }
+}
 
 /// SQLite's decoders read a NULL as 0, "" or false: refuse it as PostgreSQL and MySQL do.
 fn sqlite_not_null(row: &SqliteRow, index: usize) -> Result<(), sqlx::Error> {
@@ -387,14 +400,7 @@ macro_rules! date_value {
                 }
             }
             fn decode(row: RowRef<'_>, index: usize) -> Result<Self, sqlx::Error> {
-                match row {
-                    RowRef::Sqlite(r) => {
-                        sqlite_not_null(r, index)?;
-                        r.try_get::<$ty, _>(index)
-                    }
-                    RowRef::Postgres(r) => r.try_get::<$ty, _>(index),
-                    RowRef::MySql(r) => r.try_get::<$ty, _>(index),
-                }
+                decode_native(row, index)
             }
         }
     )*};

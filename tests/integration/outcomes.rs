@@ -120,63 +120,52 @@ fn check_unknown(err: &Error, expected: &[(&str, DatabaseOutcome)], events: &Eve
     );
 }
 
-/// Case 1 of issue 11: the root database's COMMIT reached the server and its answer was lost. The
-/// root committed; the joined database was rolled back; the error says the root is unknown.
-async fn a_lost_answer_to_the_first_commit_is_unknown(first: Backend, second: Backend) -> Result<()> {
+/// Which database's COMMIT answer the proxy drops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    Root,
+    Joined,
+}
+
+/// A transfer whose `lost` COMMIT answer is dropped after the server committed: the error says
+/// that database is unknown, the others are as they truly are, and the rows agree.
+async fn lose_a_commit_answer(first: Backend, second: Backend, lost: Lost) -> Result<()> {
     let events = Arc::new(Events::default());
     let observer = ConnectionManager::observe(events.clone());
-    let one = side(first, "lost_first_1").await;
-    let two = side(second, "lost_first_2").await;
-    let armed = one.proxy.arm(Trigger::statement("COMMIT"), Fault::DropAnswerAndClose);
+    let label = if lost == Lost::Root { "lost_root" } else { "lost_joined" };
+    let one = side(first, &format!("{label}_1")).await;
+    let two = side(second, &format!("{label}_2")).await;
+    let faulty = if lost == Lost::Root { &one } else { &two };
+    let armed = faulty
+        .proxy
+        .arm(Trigger::statement("COMMIT"), Fault::DropAnswerAndClose);
     let (err, hooks) = transfer(&one, &two).await;
     ConnectionManager::unobserve(observer);
     assert_eq!(armed.fired(), 1);
-    check_unknown(
-        &err,
-        &[
-            (&one.proxied, DatabaseOutcome::Unknown),
-            (&two.proxied, DatabaseOutcome::RolledBack),
-        ],
-        &events,
-    );
+    let (root, joined, joined_rows) = match lost {
+        // The root's commit is first: the joined database was then rolled back.
+        Lost::Root => (DatabaseOutcome::Unknown, DatabaseOutcome::RolledBack, 0),
+        // The root had committed; the joined database's commit reached the server too.
+        Lost::Joined => (DatabaseOutcome::Committed, DatabaseOutcome::Unknown, 1),
+    };
+    check_unknown(&err, &[(&one.proxied, root), (&two.proxied, joined)], &events);
     assert_eq!(hooks, 0, "neither hook describes an unknown outcome");
-    assert_eq!(Movement::count(&one.direct).await?, 1, "the server did commit the root");
-    assert_eq!(
-        Movement::count(&two.direct).await?,
-        0,
-        "the joined database was rolled back"
-    );
+    assert_eq!(Movement::count(&one.direct).await?, 1, "the server committed the root");
+    assert_eq!(Movement::count(&two.direct).await?, joined_rows);
+    assert_no_open_transactions(&one.direct).await;
     assert_no_open_transactions(&two.direct).await;
     Ok(())
+}
+
+/// Case 1 of issue 11: the root database's COMMIT reached the server and its answer was lost. The
+/// root committed; the joined database was rolled back; the error says the root is unknown.
+async fn a_lost_answer_to_the_first_commit_is_unknown(first: Backend, second: Backend) -> Result<()> {
+    lose_a_commit_answer(first, second, Lost::Root).await
 }
 
 /// Case 2 of issue 11: the joined database's COMMIT answer was lost after the root committed.
 /// Both committed; the error says the root committed and the joined one is unknown (never
 /// "rolled back": repairing from that would apply the transfer twice).
 async fn a_lost_answer_to_the_joined_commit_is_unknown(first: Backend, second: Backend) -> Result<()> {
-    let events = Arc::new(Events::default());
-    let observer = ConnectionManager::observe(events.clone());
-    let one = side(first, "lost_joined_1").await;
-    let two = side(second, "lost_joined_2").await;
-    let armed = two.proxy.arm(Trigger::statement("COMMIT"), Fault::DropAnswerAndClose);
-    let (err, hooks) = transfer(&one, &two).await;
-    ConnectionManager::unobserve(observer);
-    assert_eq!(armed.fired(), 1);
-    check_unknown(
-        &err,
-        &[
-            (&one.proxied, DatabaseOutcome::Committed),
-            (&two.proxied, DatabaseOutcome::Unknown),
-        ],
-        &events,
-    );
-    assert_eq!(hooks, 0, "neither hook describes an unknown outcome");
-    assert_eq!(Movement::count(&one.direct).await?, 1);
-    assert_eq!(
-        Movement::count(&two.direct).await?,
-        1,
-        "the server did commit the joined database"
-    );
-    assert_no_open_transactions(&one.direct).await;
-    Ok(())
+    lose_a_commit_answer(first, second, Lost::Joined).await
 }

@@ -304,6 +304,19 @@ async fn a_commit_cut_before_forwarding_never_commits(backend: Backend) {
     assert_eq!(s.direct.count().await, 0);
 }
 
+/// Waits until the held COMMIT has fired and the server shows the row committed, failing if the
+/// client's call finishes meanwhile.
+async fn until_committed_while_held<T: std::fmt::Debug>(
+    commit: std::pin::Pin<&mut impl Future<Output = T>>,
+    armed: &testkit::Armed,
+    s: &Setup,
+) {
+    tokio::select! {
+        done = commit => panic!("COMMIT finished while its answer was held: {done:?}"),
+        () = async { armed.wait_fired().await; s.direct.wait_count(1).await } => {}
+    }
+}
+
 async fn a_held_answer_keeps_the_call_pending_until_released(backend: Backend) {
     let s = setup(backend).await;
     let mut conn = s.via.conn().await;
@@ -314,10 +327,7 @@ async fn a_held_answer_keeps_the_call_pending_until_released(backend: Backend) {
         let commit = conn.run("COMMIT");
         tokio::pin!(commit);
         // The COMMIT reaches the server and commits, and the call still waits for its answer.
-        tokio::select! {
-            done = &mut commit => panic!("COMMIT finished while its answer was held: {done:?}"),
-            () = async { armed.wait_fired().await; s.direct.wait_count(1).await } => {}
-        }
+        until_committed_while_held(commit.as_mut(), &armed, &s).await;
         assert!(
             timeout(Duration::from_millis(50), &mut commit).await.is_err(),
             "COMMIT finished while its answer was held"
@@ -338,10 +348,7 @@ async fn a_held_answer_is_lost_when_the_connection_is_cut(backend: Backend) {
     let armed = s.proxy.arm(Trigger::statement("COMMIT"), Fault::HoldAnswer);
     let commit = conn.run("COMMIT");
     tokio::pin!(commit);
-    tokio::select! {
-        done = &mut commit => panic!("COMMIT finished while its answer was held: {done:?}"),
-        () = async { armed.wait_fired().await; s.direct.wait_count(1).await } => {}
-    }
+    until_committed_while_held(commit.as_mut(), &armed, &s).await;
     // The commit is in flight when the connection goes: the client sees it fail.
     s.proxy.cut_all();
     s.proxy.release();
