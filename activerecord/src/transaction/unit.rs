@@ -474,6 +474,8 @@ mod tests {
         Refused,
         /// The COMMIT reached the database and its answer was lost with the connection.
         Lost,
+        /// The COMMIT's answer never comes: the unit's future is dropped while it is in flight.
+        Hangs,
     }
 
     /// A fake database's transaction: answers as told and writes down what it was asked.
@@ -502,6 +504,7 @@ mod tests {
             match self.commit_answer {
                 Answer::Ok => Ok(()),
                 Answer::Refused => Err(Error::rejected(format!("{} refused to commit", self.name))),
+                Answer::Hangs => std::future::pending().await,
                 Answer::Lost => Err(Error::ConnectionLost {
                     connection: self.name.clone(),
                     source: sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
@@ -672,6 +675,83 @@ mod tests {
             let lost = answers.iter().position(|a| *a == Answer::Lost).unwrap();
             let commits = f.log().iter().filter(|l| l.starts_with("commit")).count();
             assert_eq!(commits, lost + 1, "{answers:?}");
+        }
+    }
+
+    /// Every combination of answers to COMMIT (answered, refused, lost, never answered while the
+    /// future is dropped) for one, two and three databases, against the rules of semantics.md.
+    #[tokio::test]
+    async fn every_combination_of_commit_answers_settles_as_the_contract_says() {
+        use DatabaseOutcome::{Committed, RolledBack, Unknown};
+        let all = [Answer::Ok, Answer::Refused, Answer::Lost, Answer::Hangs];
+        for n in 1..=3u32 {
+            for code in 0..all.len().pow(n) {
+                let answers: Vec<Answer> = (0..n as usize)
+                    .map(|i| all[code / all.len().pow(i as u32) % all.len()])
+                    .collect();
+                // The first answer that is not Ok decides; the commits stop there.
+                let stop = answers.iter().position(|a| *a != Answer::Ok);
+                let f = fixture(best_effort(), &answers).await;
+                let hooks = f.hooks.clone();
+                let log = f.log.clone();
+                let unit = f.unit;
+                let result = tokio::time::timeout(std::time::Duration::from_millis(20), unit.commit()).await;
+                let commits_sent = stop.map_or(answers.len(), |i| i + 1);
+                let expected_outcomes = |failed: DatabaseOutcome| -> Vec<DatabaseOutcome> {
+                    let i = stop.unwrap();
+                    (0..answers.len())
+                        .map(|j| match j {
+                            _ if j < i => Committed,
+                            _ if j == i => failed,
+                            _ => RolledBack,
+                        })
+                        .collect()
+                };
+                match stop.map(|i| (i, answers[i])) {
+                    None => {
+                        assert!(matches!(result, Ok(Ok(()))), "{answers:?}");
+                        assert_eq!(*hooks.lock().unwrap(), ["after commit"], "{answers:?}");
+                    }
+                    Some((0, Answer::Refused)) => {
+                        assert!(
+                            matches!(result, Ok(Err(Error::Rejected(_)))),
+                            "{answers:?}: a plain error"
+                        );
+                        assert_eq!(*hooks.lock().unwrap(), ["after rollback"], "{answers:?}");
+                    }
+                    Some((_, Answer::Refused)) => {
+                        let Ok(Err(Error::PartialCommit(report))) = &result else {
+                            panic!("{answers:?}: {result:?}")
+                        };
+                        let outcomes: Vec<_> = report.outcomes.iter().map(|(_, o)| *o).collect();
+                        assert_eq!(outcomes, expected_outcomes(RolledBack), "{answers:?}");
+                        assert!(hooks.lock().unwrap().is_empty(), "{answers:?}");
+                    }
+                    Some((_, Answer::Lost)) => {
+                        let Ok(Err(Error::OutcomeUnknown(report))) = &result else {
+                            panic!("{answers:?}: {result:?}")
+                        };
+                        let outcomes: Vec<_> = report.outcomes.iter().map(|(_, o)| *o).collect();
+                        assert_eq!(outcomes, expected_outcomes(Unknown), "{answers:?}");
+                        assert!(hooks.lock().unwrap().is_empty(), "{answers:?}");
+                    }
+                    Some((_, Answer::Hangs)) => {
+                        assert!(result.is_err(), "{answers:?}: the commit never answers");
+                        drop(unit);
+                        assert!(
+                            hooks.lock().unwrap().is_empty(),
+                            "{answers:?}: a COMMIT in flight may have committed"
+                        );
+                        continue;
+                    }
+                    Some((_, Answer::Ok)) => unreachable!(),
+                }
+                let commits = log.lock().unwrap().iter().filter(|l| l.starts_with("commit")).count();
+                assert_eq!(
+                    commits, commits_sent,
+                    "{answers:?}: the commits stop at the first failure"
+                );
+            }
         }
     }
 
