@@ -25,7 +25,7 @@ use crate::model::Model;
 use crate::query::col;
 use crate::transaction::Using;
 use crate::transaction::{
-    BestEffort, BranchId, ChooseProtocol, Commit, CommitProtocol, EventKind, Finish, Participant, ScopeOptions, Settled,
+    BestEffort, BranchId, ChooseProtocol, Commit, CommitProtocol, Finish, Participant, ScopeOptions, Settled,
 };
 use crate::value::Json;
 use futures_util::future::BoxFuture;
@@ -321,11 +321,7 @@ impl Coordinator {
                 }
             }
         }
-        commit
-            .report(|| EventKind::DecisionLogged {
-                gtrid: gtrid.to_owned(),
-            })
-            .await;
+        commit.decided(gtrid).await;
 
         let mut pending = Vec::new();
         for (i, participant) in branches.iter().enumerate() {

@@ -5,6 +5,7 @@
 //! and the server, forwards the `COMMIT`, drops the answer and closes the connection.
 
 use crate::common::{Movement, assert_no_open_transactions, bank, test_matrix};
+use crate::two_phase::{SERIAL, coordinator};
 use activerecord::{
     Backend, ConnectionManager, Database, DatabaseOutcome, Error, Event, EventKind, Model, Observer, Result,
     UnitOutcome,
@@ -16,6 +17,10 @@ use testkit::{Fault, Proxy, Trigger};
 test_matrix!([postgres_and_mariadb, mariadb_and_postgres] =>
     a_lost_answer_to_the_first_commit_is_unknown,
     a_lost_answer_to_the_joined_commit_is_unknown,
+);
+
+test_matrix!([postgres_and_mariadb], one_at_a_time(SERIAL) =>
+    a_two_phase_unit_dropped_after_its_decision_commits_and_runs_no_rollback_hook,
 );
 
 /// One bank database reached two ways: directly (to check its rows) and through a proxy (for the
@@ -168,4 +173,48 @@ async fn a_lost_answer_to_the_first_commit_is_unknown(first: Backend, second: Ba
 /// "rolled back": repairing from that would apply the transfer twice).
 async fn a_lost_answer_to_the_joined_commit_is_unknown(first: Backend, second: Backend) -> Result<()> {
     lose_a_commit_answer(first, second, Lost::Joined).await
+}
+
+/// Case 5 of issue 11: a two-phase unit whose future is dropped after its decision was logged,
+/// while the first `COMMIT PREPARED` is in flight. Every branch will commit (this one's answer is
+/// merely held; recovery commits the other), so no after-rollback hook may run.
+async fn a_two_phase_unit_dropped_after_its_decision_commits_and_runs_no_rollback_hook(
+    first: Backend,
+    second: Backend,
+) -> Result<()> {
+    let coordinator = coordinator().await;
+    let one = side(first, "decided_drop_1").await;
+    let two = side(second, "decided_drop_2").await;
+    let armed = one.proxy.arm(Trigger::statement("COMMIT PREPARED"), Fault::HoldAnswer);
+    let hooks = Arc::new(AtomicUsize::new(0));
+    let (committed, rolled_back) = (hooks.clone(), hooks.clone());
+    let unit = ConnectionManager::using(&one.proxied)
+        .two_phase()
+        .transaction(async |tx| {
+            tx.after_commit(move || {
+                committed.fetch_add(1, Ordering::SeqCst);
+            });
+            tx.after_rollback(move || {
+                rolled_back.fetch_add(1, Ordering::SeqCst);
+            });
+            Movement::record(tx, one.account, -10).await?;
+            ConnectionManager::using(&two.proxied)
+                .transaction(async |tx| Movement::record(tx, two.account, 10).await.map(drop))
+                .await
+        });
+    tokio::select! {
+        done = unit => panic!("the unit ended while its first COMMIT PREPARED was held: {done:?}"),
+        () = armed.wait_fired() => {} // the future is dropped here, after the decision
+    }
+    one.proxy.release();
+    assert_eq!(
+        hooks.load(Ordering::SeqCst),
+        0,
+        "no hook: the unit is decided, not rolled back"
+    );
+    let report = coordinator.recover_on(&[&one.proxied, &two.proxied]).await?;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(Movement::count(&one.direct).await?, 1, "committed");
+    assert_eq!(Movement::count(&two.direct).await?, 1, "committed by recovery");
+    Ok(())
 }

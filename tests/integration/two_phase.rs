@@ -38,9 +38,12 @@ pub(crate) async fn coordinator() -> &'static Coordinator {
     COORDINATOR
         .get_or_init(|| async {
             let log = testkit::scratch_dir().join("two-phase-log.db");
+            // No recovery at install: it would scan every connection of the process, and other
+            // tests' pools belong to runtimes that have ended (each waits out its acquire timeout).
             let config = CoordinatorConfig::new("suite")
                 .log_in_file(log)
-                .grace_period(Duration::from_secs(3600));
+                .grace_period(Duration::from_secs(3600))
+                .recover_at_start(false);
             Coordinator::install(config).await.unwrap().0
         })
         .await

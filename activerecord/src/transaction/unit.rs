@@ -102,6 +102,9 @@ struct State<B> {
     committed: Vec<String>,
     /// During the final commits: the database whose `COMMIT` is on its way, unanswered.
     in_flight: Option<String>,
+    /// During the final commits: a two-phase decision to commit is durable, so every database
+    /// will commit, by this unit or by recovery.
+    decided: bool,
     hooks: Vec<Hook>,
     next_frame: u64,
     /// How many databases have taken part (branch numbers are never reused).
@@ -139,6 +142,7 @@ impl<B: Branch> UnitOfWork<B> {
                 branches: Vec::new(),
                 committed: Vec::new(),
                 in_flight: None,
+                decided: false,
                 hooks: Vec::new(),
                 next_frame: 0,
                 next_branch: 0,
@@ -340,6 +344,14 @@ impl<B: Branch> Drop for UnitOfWork<B> {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
         let outcome = match (state.phase, &state.in_flight) {
             (Phase::Ended(_), _) => return,
+            (Phase::Committing, _) if state.decided => {
+                tracing::error!(
+                    unit = %self.id,
+                    committed = ?state.committed,
+                    "a two-phase unit of work was cancelled after its commit decision: recovery commits the branches not committed yet"
+                );
+                UnitOutcome::Mixed
+            }
             (Phase::Committing, Some(in_flight)) => {
                 tracing::error!(
                     unit = %self.id,
@@ -388,6 +400,16 @@ impl<B: Branch> Commit<'_, B> {
     /// Reports a step that happened (an observer failure is logged).
     pub(crate) async fn report(&self, kind: impl FnOnce() -> EventKind) {
         self.unit.report(kind).await;
+    }
+
+    /// Records that the decision to commit is durable (two-phase): from now on every database will
+    /// commit, so a unit dropped before the end runs no rollback hook.
+    pub(crate) async fn decided(&self, gtrid: &str) {
+        self.unit.lock().decided = true;
+        self.report(|| EventKind::DecisionLogged {
+            gtrid: gtrid.to_owned(),
+        })
+        .await;
     }
 
     /// Prepares the `index`-th database.
@@ -857,6 +879,35 @@ mod tests {
         assert!(
             hooks.lock().unwrap().is_empty(),
             "the in-flight COMMIT may have committed"
+        );
+    }
+
+    /// A protocol that makes its decision durable and then never commits: the unit's future is
+    /// dropped between the decision and phase two.
+    struct DecidesThenStalls;
+
+    impl CommitProtocol<FakeBranch> for DecidesThenStalls {
+        fn commit<'a>(&'a self, commit: &'a Commit<'a, FakeBranch>) -> BoxFuture<'a, Settled> {
+            Box::pin(async move {
+                commit.prepare_one(0).await.unwrap();
+                commit.prepare_one(1).await.unwrap();
+                commit.decided("fake").await;
+                std::future::pending().await
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn dropped_after_a_two_phase_decision_runs_no_rollback_hook() {
+        let f = fixture(Box::new(DecidesThenStalls), &[Answer::Ok, Answer::Ok]).await;
+        let hooks = f.hooks.clone();
+        let unit = f.unit;
+        let committing = tokio::time::timeout(std::time::Duration::from_millis(10), unit.commit()).await;
+        assert!(committing.is_err());
+        drop(unit);
+        assert!(
+            hooks.lock().unwrap().is_empty(),
+            "the decision commits every branch, through recovery"
         );
     }
 
