@@ -264,13 +264,13 @@ pub enum Error {
         connection: String,
     },
 
-    /// A `requires_new` write scope on a SQLite database whose write lock an open scope of the same
-    /// task holds. SQLite has one writer per database file, and the holder cannot commit before
-    /// the new scope ends, so the new scope would wait on its own task until `busy_timeout` and
-    /// then fail with "database is locked". Use a nested scope without `requires_new` (a
-    /// savepoint), or run the independent transaction after the enclosing scope has ended.
+    /// A write scope on a SQLite database (a `requires_new` scope, or another connection name on
+    /// the same file) whose write lock an open scope of the same task holds. SQLite has one writer
+    /// per database file, and the holder cannot commit before the new scope ends, so the new scope
+    /// would wait on its own task until `busy_timeout` and then fail with "database is locked".
+    /// Nest it on the holder's connection (a savepoint), or run it after the enclosing scope ends.
     #[error(
-        "a requires_new write scope on SQLite connection {connection:?} would wait for the write lock that this task's open scope on {holder:?} holds (SQLite has one writer per file, and that scope cannot commit first); nest it without requires_new (a savepoint), or run it after the enclosing scope ends"
+        "a write scope on SQLite connection {connection:?} would wait for the write lock that this task's open scope on {holder:?} holds (SQLite has one writer per file, and that scope cannot commit first); nest it on {holder:?} as a savepoint, or run it after the enclosing scope ends"
     )]
     SqliteWriterBusy {
         /// The connection of the refused scope.
@@ -442,6 +442,9 @@ pub enum DatabaseOutcome {
     RolledBack,
     /// Its `COMMIT` was sent and no answer came: it may have committed or not.
     Unknown,
+    /// Two-phase: its branch is prepared and the decision to commit is durable; recovery applies
+    /// the commit.
+    Decided,
 }
 
 impl fmt::Display for DatabaseOutcome {
@@ -450,6 +453,7 @@ impl fmt::Display for DatabaseOutcome {
             DatabaseOutcome::Committed => "committed",
             DatabaseOutcome::RolledBack => "rolled back",
             DatabaseOutcome::Unknown => "outcome unknown",
+            DatabaseOutcome::Decided => "decided, to be committed by recovery",
         })
     }
 }

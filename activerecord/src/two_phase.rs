@@ -300,6 +300,7 @@ impl Coordinator {
                 .unwrap_or_default()
                 .as_millis() as i64,
         };
+        commit.deciding();
         if let Err(cause) = Decision::create(&self.inner.log, decision).await {
             // The write may have reached the log even though it reported an error: ask.
             match Decision::query()

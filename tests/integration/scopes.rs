@@ -335,6 +335,8 @@ async fn sqlite_requires_new_on_the_written_file_is_refused_at_once() {
     let (db, ids) = bank(Backend::Sqlite, &name, &["ann"]).await;
     let alias = format!("{name}_alias");
     ConnectionManager::configure(&alias, db.url().expose()).await.unwrap();
+    let other = format!("{name}_other");
+    bank(Backend::Sqlite, &other, &["bob"]).await;
     let outcome = tokio::time::timeout(
         Duration::from_secs(20),
         ConnectionManager::using(&name).transaction(async |tx| {
@@ -351,6 +353,17 @@ async fn sqlite_requires_new_on_the_written_file_is_refused_at_once() {
                 );
                 assert!(err.to_string().contains("one writer"), "{err}");
             }
+            // A unit of its own on another file, in which a scope on the written file would join.
+            let joined = ConnectionManager::using(&other)
+                .requires_new()
+                .transaction(async |_| {
+                    ConnectionManager::using(&name)
+                        .transaction(async |tx| Movement::record(tx, ids[0], 1).await)
+                        .await
+                })
+                .await
+                .unwrap_err();
+            assert!(matches!(joined, Error::SqliteWriterBusy { .. }), "{joined:?}");
             let seen = ConnectionManager::using(&alias)
                 .requires_new()
                 .read_only()

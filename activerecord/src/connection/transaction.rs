@@ -77,6 +77,12 @@ impl OpenTransaction {
         self.aborted.load(Ordering::SeqCst)
     }
 
+    /// Marks the transaction as unable to commit, on any backend: its state is no longer known
+    /// (a rollback to a savepoint failed).
+    pub(crate) fn poison(&self) {
+        self.aborted.store(true, Ordering::SeqCst);
+    }
+
     /// Records that a failed statement aborted the transaction, where the backend aborts a
     /// transaction on any failed statement (PostgreSQL); a rollback to a savepoint clears it.
     pub(crate) fn set_aborted(&self, aborted: bool) {
@@ -140,9 +146,10 @@ impl TxConnection {
     pub(crate) async fn fetch_count(&mut self, sql: String) -> Result<i64, sqlx::Error> {
         let sql = sqlx::AssertSqlSafe(sql);
         match &mut self.conn {
-            PooledConnection::Sqlite(c) => sqlx::query_scalar(sql).fetch_one(&mut **c).await,
-            PooledConnection::Postgres(c) => sqlx::query_scalar(sql).fetch_one(&mut **c).await,
-            PooledConnection::MySql(c) => sqlx::query_scalar(sql).fetch_one(&mut **c).await,
+            // Not kept as a prepared statement: its text differs for every unit.
+            PooledConnection::Sqlite(c) => sqlx::query_scalar(sql).persistent(false).fetch_one(&mut **c).await,
+            PooledConnection::Postgres(c) => sqlx::query_scalar(sql).persistent(false).fetch_one(&mut **c).await,
+            PooledConnection::MySql(c) => sqlx::query_scalar(sql).persistent(false).fetch_one(&mut **c).await,
         }
     }
 

@@ -130,6 +130,12 @@ pub enum EventKind {
         /// The connection.
         connection: String,
     },
+    /// Two-phase: a database's `COMMIT PREPARED` / `XA COMMIT` failed after the decision; its
+    /// branch stays prepared and recovery commits it.
+    Decided {
+        /// The connection.
+        connection: String,
+    },
     /// The unit of work ended.
     Ended {
         /// How.

@@ -187,6 +187,9 @@ impl Using {
         F: AsyncFnOnce(&mut Tx) -> Result<T, E>,
         E: From<Error>,
     {
+        if !self.options.read_only {
+            refuse_second_sqlite_writer(&self.name)?;
+        }
         let database = ConnectionManager::get(&self.name)?;
         let participant = Participant::begin(database, &self.options, unit.next_branch_id()).await?;
         unit.join(participant.clone()).await;
@@ -229,11 +232,20 @@ where
         .await;
     } else {
         unit.discard_hooks(frame_id);
-        participant.rollback_to(&savepoint).await?;
-        unit.report(|| EventKind::SavepointRolledBack {
-            connection: connection(),
-        })
-        .await;
+        match participant.rollback_to(&savepoint).await {
+            Ok(()) => {
+                unit.report(|| EventKind::SavepointRolledBack {
+                    connection: connection(),
+                })
+                .await
+            }
+            Err(e) => {
+                // The body's own error (or panic) stays the one reported; the transaction, whose
+                // state is no longer known, refuses to commit.
+                tracing::warn!(connection = participant.name(), error = %e, "rollback to a savepoint failed; the transaction will not commit");
+                participant.tx.poison();
+            }
+        }
     }
     outcome.into_result()
 }
@@ -406,6 +418,12 @@ fn sqlite_file(database: &Database) -> Option<std::path::PathBuf> {
         Ok(path) => path,
         Err(_) => std::path::PathBuf::from(format!("memory:{}", database.name())),
     })
+}
+
+/// Runs `work` with no scope open in the task: model calls in it run in autocommit or open units
+/// of their own, never joining the caller's.
+pub(crate) async fn outside_every_scope<T>(work: impl Future<Output = T>) -> T {
+    SCOPES.scope(Stack(Vec::new()), work).await
 }
 
 tokio::task_local! {

@@ -102,6 +102,11 @@ struct State<B> {
     committed: Vec<String>,
     /// During the final commits: the database whose `COMMIT` is on its way, unanswered.
     in_flight: Option<String>,
+    /// During the final commits: a database whose `COMMIT` answer was lost.
+    unknown: Option<String>,
+    /// During the final commits: a two-phase decision to commit is on its way to the log (it may
+    /// be durable).
+    deciding: bool,
     /// During the final commits: a two-phase decision to commit is durable, so every database
     /// will commit, by this unit or by recovery.
     decided: bool,
@@ -142,6 +147,8 @@ impl<B: Branch> UnitOfWork<B> {
                 branches: Vec::new(),
                 committed: Vec::new(),
                 in_flight: None,
+                unknown: None,
+                deciding: false,
                 decided: false,
                 hooks: Vec::new(),
                 next_frame: 0,
@@ -191,7 +198,10 @@ impl<B: Branch> UnitOfWork<B> {
             unit: self.id.clone(),
             kind: kind(),
         };
-        observers.deliver(&event).await.map_err(|e| observer_error(&event, e))
+        // Outside the caller's scopes: an observer's own writes must not join the unit it observes.
+        super::outside_every_scope(observers.deliver(&event))
+            .await
+            .map_err(|e| observer_error(&event, e))
     }
 
     /// [`emit`](Self::emit) for a step that already happened: an observer failure cannot undo it,
@@ -342,9 +352,13 @@ impl<B: Branch> Drop for UnitOfWork<B> {
     /// is reported as an error event.
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let outcome = match (state.phase, &state.in_flight) {
-            (Phase::Ended(_), _) => return,
-            (Phase::Committing, _) if state.decided => {
+        let committed_everywhere = !state.branches.is_empty() && state.committed.len() == state.branches.len();
+        let unknown = state.in_flight.clone().or_else(|| state.unknown.clone());
+        let outcome = match state.phase {
+            Phase::Ended(_) => return,
+            Phase::Open => UnitOutcome::RolledBack,
+            Phase::Committing if committed_everywhere => UnitOutcome::Committed,
+            Phase::Committing if state.decided => {
                 tracing::error!(
                     unit = %self.id,
                     committed = ?state.committed,
@@ -352,16 +366,17 @@ impl<B: Branch> Drop for UnitOfWork<B> {
                 );
                 UnitOutcome::Mixed
             }
-            (Phase::Committing, Some(in_flight)) => {
+            Phase::Committing if state.deciding || unknown.is_some() => {
                 tracing::error!(
                     unit = %self.id,
                     committed = ?state.committed,
-                    unknown = %in_flight,
-                    "outcome unknown: a unit of work was cancelled while a COMMIT was on its way; that database may have committed, the databases after it were rolled back"
+                    unknown = ?unknown,
+                    deciding = state.deciding,
+                    "outcome unknown: a unit of work was cancelled while a COMMIT or a commit decision was on its way; the databases not committed were rolled back or are left to recovery"
                 );
                 UnitOutcome::Unknown
             }
-            (Phase::Committing, None) if !state.committed.is_empty() => {
+            Phase::Committing if !state.committed.is_empty() => {
                 tracing::error!(
                     unit = %self.id,
                     committed = ?state.committed,
@@ -369,7 +384,7 @@ impl<B: Branch> Drop for UnitOfWork<B> {
                 );
                 UnitOutcome::Mixed
             }
-            (Phase::Open | Phase::Committing, _) => UnitOutcome::RolledBack,
+            Phase::Committing => UnitOutcome::RolledBack,
         };
         if let Some(hooks) = self.settle(outcome) {
             for hook in hooks {
@@ -400,6 +415,12 @@ impl<B: Branch> Commit<'_, B> {
     /// Reports a step that happened (an observer failure is logged).
     pub(crate) async fn report(&self, kind: impl FnOnce() -> EventKind) {
         self.unit.report(kind).await;
+    }
+
+    /// Records that the decision to commit is on its way to the log (two-phase): from now on it
+    /// may be durable, so a unit dropped before it is known runs no hook.
+    pub(crate) fn deciding(&self) {
+        self.unit.lock().deciding = true;
     }
 
     /// Records that the decision to commit is durable (two-phase): from now on every database will
@@ -442,12 +463,19 @@ impl<B: Branch> Commit<'_, B> {
                 Ok(())
             }
             Err(cause) => {
-                let outcome = match cause {
-                    Error::ConnectionLost { .. } => DatabaseOutcome::Unknown,
-                    _ => DatabaseOutcome::RolledBack,
+                let decided = self.unit.lock().decided;
+                let outcome = match (&cause, decided) {
+                    // The decision commits the branch: recovery finishes what phase two could not.
+                    (_, true) => DatabaseOutcome::Decided,
+                    (Error::ConnectionLost { .. }, false) => DatabaseOutcome::Unknown,
+                    (_, false) => DatabaseOutcome::RolledBack,
                 };
+                if outcome == DatabaseOutcome::Unknown {
+                    self.unit.lock().unknown = Some(connection.clone());
+                }
                 self.report(|| match outcome {
                     DatabaseOutcome::Unknown => EventKind::OutcomeUnknown { connection },
+                    DatabaseOutcome::Decided => EventKind::Decided { connection },
                     _ => EventKind::RolledBack { connection },
                 })
                 .await;
@@ -880,6 +908,58 @@ mod tests {
             hooks.lock().unwrap().is_empty(),
             "the in-flight COMMIT may have committed"
         );
+    }
+
+    /// A protocol that loses the first database's COMMIT answer, then never finishes.
+    struct LosesThenStalls;
+
+    impl CommitProtocol<FakeBranch> for LosesThenStalls {
+        fn commit<'a>(&'a self, commit: &'a Commit<'a, FakeBranch>) -> BoxFuture<'a, Settled> {
+            Box::pin(async move {
+                assert!(commit.commit_one(0).await.is_err());
+                std::future::pending().await
+            })
+        }
+    }
+
+    /// A protocol that commits every database, then never finishes.
+    struct CommitsThenStalls;
+
+    impl CommitProtocol<FakeBranch> for CommitsThenStalls {
+        fn commit<'a>(&'a self, commit: &'a Commit<'a, FakeBranch>) -> BoxFuture<'a, Settled> {
+            Box::pin(async move {
+                for i in 0..commit.branches().len() {
+                    commit.commit_one(i).await.unwrap();
+                }
+                std::future::pending().await
+            })
+        }
+    }
+
+    /// Dropped after the final commits settled the outcome but before the unit ended: the hooks
+    /// follow what the databases did.
+    #[tokio::test]
+    async fn dropped_after_the_outcome_is_settled_runs_the_hooks_of_that_outcome() {
+        for (protocol, answers, expected) in [
+            (
+                Box::new(LosesThenStalls) as Box<dyn CommitProtocol<FakeBranch>>,
+                vec![Answer::Lost, Answer::Ok],
+                vec![],
+            ),
+            (
+                Box::new(CommitsThenStalls),
+                vec![Answer::Ok, Answer::Ok],
+                vec!["after commit"],
+            ),
+        ] {
+            let f = fixture(protocol, &answers).await;
+            let hooks = f.hooks.clone();
+            let unit = f.unit;
+            let committing = tokio::time::timeout(std::time::Duration::from_millis(10), unit.commit()).await;
+            assert!(committing.is_err());
+            drop(unit);
+            assert_eq!(*hooks.lock().unwrap(), expected, "{answers:?}");
+        }
     }
 
     /// A protocol that makes its decision durable and then never commits: the unit's future is
