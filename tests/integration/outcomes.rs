@@ -69,19 +69,24 @@ impl Events {
     }
 }
 
+/// Registers an after-commit and an after-rollback hook on `tx`, each adding one to `ran`.
+fn count_hooks(tx: &activerecord::Tx, ran: &Arc<AtomicUsize>) {
+    let (committed, rolled_back) = (ran.clone(), ran.clone());
+    tx.after_commit(move || {
+        committed.fetch_add(1, Ordering::SeqCst);
+    });
+    tx.after_rollback(move || {
+        rolled_back.fetch_add(1, Ordering::SeqCst);
+    });
+}
+
 /// A transfer of 10 from `one` to `two` with both kinds of hook; returns the error and how many
 /// hooks ran.
 async fn transfer(one: &Side, two: &Side) -> (Error, usize) {
     let hooks = Arc::new(AtomicUsize::new(0));
-    let (committed, rolled_back) = (hooks.clone(), hooks.clone());
     let err = ConnectionManager::using(&one.proxied)
         .transaction(async |tx| {
-            tx.after_commit(move || {
-                committed.fetch_add(1, Ordering::SeqCst);
-            });
-            tx.after_rollback(move || {
-                rolled_back.fetch_add(1, Ordering::SeqCst);
-            });
+            count_hooks(tx, &hooks);
             Movement::record(tx, one.account, -10).await?;
             ConnectionManager::using(&two.proxied)
                 .transaction(async |tx| Movement::record(tx, two.account, 10).await.map(drop))
@@ -187,16 +192,10 @@ async fn a_two_phase_unit_dropped_after_its_decision_commits_and_runs_no_rollbac
     let two = side(second, "decided_drop_2").await;
     let armed = one.proxy.arm(Trigger::statement("COMMIT PREPARED"), Fault::HoldAnswer);
     let hooks = Arc::new(AtomicUsize::new(0));
-    let (committed, rolled_back) = (hooks.clone(), hooks.clone());
     let unit = ConnectionManager::using(&one.proxied)
         .two_phase()
         .transaction(async |tx| {
-            tx.after_commit(move || {
-                committed.fetch_add(1, Ordering::SeqCst);
-            });
-            tx.after_rollback(move || {
-                rolled_back.fetch_add(1, Ordering::SeqCst);
-            });
+            count_hooks(tx, &hooks);
             Movement::record(tx, one.account, -10).await?;
             ConnectionManager::using(&two.proxied)
                 .transaction(async |tx| Movement::record(tx, two.account, 10).await.map(drop))

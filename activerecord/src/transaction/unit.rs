@@ -868,48 +868,6 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn dropped_during_the_final_commits_after_one_committed_runs_no_hook() {
-        let f = fixture(Box::new(Stalls), &[Answer::Ok, Answer::Ok]).await;
-        let hooks = f.hooks.clone();
-        let unit = f.unit;
-        let committing = tokio::time::timeout(std::time::Duration::from_millis(10), unit.commit()).await;
-        assert!(committing.is_err(), "the commit never ends");
-        drop(unit);
-        assert!(
-            hooks.lock().unwrap().is_empty(),
-            "neither hook describes a partial commit"
-        );
-        assert_eq!(*f.log.lock().unwrap(), ["commit a"]);
-    }
-
-    /// A protocol whose second commit never answers (the future is dropped while it is in flight).
-    struct SecondCommitHangs;
-
-    impl CommitProtocol<FakeBranch> for SecondCommitHangs {
-        fn commit<'a>(&'a self, commit: &'a Commit<'a, FakeBranch>) -> BoxFuture<'a, Settled> {
-            Box::pin(async move {
-                commit.commit_one(0).await.unwrap();
-                commit.unit.lock().in_flight = Some(commit.branches()[1].name().to_owned());
-                std::future::pending().await
-            })
-        }
-    }
-
-    #[tokio::test]
-    async fn dropped_while_a_commit_is_in_flight_runs_no_hook() {
-        let f = fixture(Box::new(SecondCommitHangs), &[Answer::Ok, Answer::Ok]).await;
-        let hooks = f.hooks.clone();
-        let unit = f.unit;
-        let committing = tokio::time::timeout(std::time::Duration::from_millis(10), unit.commit()).await;
-        assert!(committing.is_err());
-        drop(unit);
-        assert!(
-            hooks.lock().unwrap().is_empty(),
-            "the in-flight COMMIT may have committed"
-        );
-    }
-
     /// A protocol that loses the first database's COMMIT answer, then never finishes.
     struct LosesThenStalls;
 
@@ -936,32 +894,6 @@ mod tests {
         }
     }
 
-    /// Dropped after the final commits settled the outcome but before the unit ended: the hooks
-    /// follow what the databases did.
-    #[tokio::test]
-    async fn dropped_after_the_outcome_is_settled_runs_the_hooks_of_that_outcome() {
-        for (protocol, answers, expected) in [
-            (
-                Box::new(LosesThenStalls) as Box<dyn CommitProtocol<FakeBranch>>,
-                vec![Answer::Lost, Answer::Ok],
-                vec![],
-            ),
-            (
-                Box::new(CommitsThenStalls),
-                vec![Answer::Ok, Answer::Ok],
-                vec!["after commit"],
-            ),
-        ] {
-            let f = fixture(protocol, &answers).await;
-            let hooks = f.hooks.clone();
-            let unit = f.unit;
-            let committing = tokio::time::timeout(std::time::Duration::from_millis(10), unit.commit()).await;
-            assert!(committing.is_err());
-            drop(unit);
-            assert_eq!(*hooks.lock().unwrap(), expected, "{answers:?}");
-        }
-    }
-
     /// A protocol that makes its decision durable and then never commits: the unit's future is
     /// dropped between the decision and phase two.
     struct DecidesThenStalls;
@@ -977,18 +909,33 @@ mod tests {
         }
     }
 
+    /// A unit whose protocol stalls at each point of its final commits, dropped there: the hooks
+    /// follow what the databases did, and none runs for an outcome nobody knows.
     #[tokio::test]
-    async fn dropped_after_a_two_phase_decision_runs_no_rollback_hook() {
-        let f = fixture(Box::new(DecidesThenStalls), &[Answer::Ok, Answer::Ok]).await;
-        let hooks = f.hooks.clone();
-        let unit = f.unit;
-        let committing = tokio::time::timeout(std::time::Duration::from_millis(10), unit.commit()).await;
-        assert!(committing.is_err());
-        drop(unit);
-        assert!(
-            hooks.lock().unwrap().is_empty(),
-            "the decision commits every branch, through recovery"
-        );
+    async fn a_unit_dropped_during_its_final_commits_runs_only_the_hooks_that_are_true() {
+        let cases: [(Box<dyn CommitProtocol<FakeBranch>>, Vec<Answer>, Vec<&str>); 4] = [
+            // One database committed, the other not asked: partial.
+            (Box::new(Stalls), vec![Answer::Ok, Answer::Ok], vec![]),
+            // The first answer was lost: unknown.
+            (Box::new(LosesThenStalls), vec![Answer::Lost, Answer::Ok], vec![]),
+            // Every database committed before the drop.
+            (
+                Box::new(CommitsThenStalls),
+                vec![Answer::Ok, Answer::Ok],
+                vec!["after commit"],
+            ),
+            // A durable two-phase decision: every branch will commit, through recovery.
+            (Box::new(DecidesThenStalls), vec![Answer::Ok, Answer::Ok], vec![]),
+        ];
+        for (protocol, answers, expected) in cases {
+            let f = fixture(protocol, &answers).await;
+            let hooks = f.hooks.clone();
+            let unit = f.unit;
+            let committing = tokio::time::timeout(std::time::Duration::from_millis(10), unit.commit()).await;
+            assert!(committing.is_err(), "the protocol stalls");
+            drop(unit);
+            assert_eq!(*hooks.lock().unwrap(), expected, "{answers:?}");
+        }
     }
 
     /// A protocol that prepares every database, then commits each: the shape of two-phase
