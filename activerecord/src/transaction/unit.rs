@@ -913,7 +913,8 @@ mod tests {
     /// follow what the databases did, and none runs for an outcome nobody knows.
     #[tokio::test]
     async fn a_unit_dropped_during_its_final_commits_runs_only_the_hooks_that_are_true() {
-        let cases: [(Box<dyn CommitProtocol<FakeBranch>>, Vec<Answer>, Vec<&str>); 4] = [
+        type Case = (Box<dyn CommitProtocol<FakeBranch>>, Vec<Answer>, Vec<&'static str>);
+        let cases: [Case; 4] = [
             // One database committed, the other not asked: partial.
             (Box::new(Stalls), vec![Answer::Ok, Answer::Ok], vec![]),
             // The first answer was lost: unknown.
