@@ -80,18 +80,24 @@ fn count_hooks(tx: &activerecord::Tx, ran: &Arc<AtomicUsize>) {
     });
 }
 
-/// A transfer of 10 from `one` to `two` with both kinds of hook; returns the error and how many
-/// hooks ran.
-async fn transfer(one: &Side, two: &Side) -> (Error, usize) {
-    let hooks = Arc::new(AtomicUsize::new(0));
-    let err = ConnectionManager::using(&one.proxied)
+/// A transfer of 10 from `one` to `two` in a scope opened by `outer` (on `one`), with both kinds
+/// of hook, each adding one to `hooks` when it runs.
+async fn transfer_in(outer: activerecord::Using, one: &Side, two: &Side, hooks: &Arc<AtomicUsize>) -> Result<()> {
+    outer
         .transaction(async |tx| {
-            count_hooks(tx, &hooks);
+            count_hooks(tx, hooks);
             Movement::record(tx, one.account, -10).await?;
             ConnectionManager::using(&two.proxied)
                 .transaction(async |tx| Movement::record(tx, two.account, 10).await.map(drop))
                 .await
         })
+        .await
+}
+
+/// A best-effort transfer that fails; returns its error and how many hooks ran.
+async fn transfer(one: &Side, two: &Side) -> (Error, usize) {
+    let hooks = Arc::new(AtomicUsize::new(0));
+    let err = transfer_in(ConnectionManager::using(&one.proxied), one, two, &hooks)
         .await
         .unwrap_err();
     (err, hooks.load(Ordering::SeqCst))
@@ -192,15 +198,7 @@ async fn a_two_phase_unit_dropped_after_its_decision_commits_and_runs_no_rollbac
     let two = side(second, "decided_drop_2").await;
     let armed = one.proxy.arm(Trigger::statement("COMMIT PREPARED"), Fault::HoldAnswer);
     let hooks = Arc::new(AtomicUsize::new(0));
-    let unit = ConnectionManager::using(&one.proxied)
-        .two_phase()
-        .transaction(async |tx| {
-            count_hooks(tx, &hooks);
-            Movement::record(tx, one.account, -10).await?;
-            ConnectionManager::using(&two.proxied)
-                .transaction(async |tx| Movement::record(tx, two.account, 10).await.map(drop))
-                .await
-        });
+    let unit = transfer_in(ConnectionManager::using(&one.proxied).two_phase(), &one, &two, &hooks);
     tokio::select! {
         done = unit => panic!("the unit ended while its first COMMIT PREPARED was held: {done:?}"),
         () = armed.wait_fired() => {} // the future is dropped here, after the decision

@@ -100,10 +100,9 @@ struct State<B> {
     branches: Vec<Arc<B>>,
     /// During the final commits: the databases committed so far.
     committed: Vec<String>,
-    /// During the final commits: the database whose `COMMIT` is on its way, unanswered.
-    in_flight: Option<String>,
-    /// During the final commits: a database whose `COMMIT` answer was lost.
-    unknown: Option<String>,
+    /// During the final commits: the database whose `COMMIT` is on its way, or whose answer was
+    /// lost: it may have committed.
+    unanswered: Option<String>,
     /// During the final commits: a two-phase decision to commit is on its way to the log (it may
     /// be durable).
     deciding: bool,
@@ -146,8 +145,7 @@ impl<B: Branch> UnitOfWork<B> {
                 phase: Phase::Open,
                 branches: Vec::new(),
                 committed: Vec::new(),
-                in_flight: None,
-                unknown: None,
+                unanswered: None,
                 deciding: false,
                 decided: false,
                 hooks: Vec::new(),
@@ -229,11 +227,8 @@ impl<B: Branch> UnitOfWork<B> {
     /// A joined scope failed: its transaction rolls back and leaves the unit, with the hooks
     /// registered in its frame.
     pub(crate) async fn leave(&self, branch: &Arc<B>, frame: u64) {
-        {
-            let mut state = self.lock();
-            state.branches.retain(|b| !Arc::ptr_eq(b, branch));
-            state.hooks.retain(|hook| !hook.path.contains(&frame));
-        }
+        self.lock().branches.retain(|b| !Arc::ptr_eq(b, branch));
+        self.discard_hooks(frame);
         self.rollback_each(std::slice::from_ref(branch)).await;
         let connection = branch.name().to_owned();
         self.report(|| EventKind::Left { connection }).await;
@@ -322,26 +317,27 @@ impl<B: Branch> UnitOfWork<B> {
 
     /// Ends the unit with `outcome`, once: the one place that decides which hooks run.
     async fn end(&self, outcome: UnitOutcome) {
-        let Some(hooks) = self.settle(outcome) else {
-            return;
-        };
-        for hook in hooks {
-            (hook.run)();
+        if self.settle(outcome) {
+            self.report(|| EventKind::Ended { outcome }).await;
         }
-        self.report(|| EventKind::Ended { outcome }).await;
     }
 
-    /// Moves to `Ended(outcome)` and hands out the hooks to run for it; `None` if the unit had
-    /// already ended.
-    fn settle(&self, outcome: UnitOutcome) -> Option<Vec<Hook>> {
-        let mut state = self.lock();
-        if matches!(state.phase, Phase::Ended(_)) {
-            return None;
+    /// Moves to `Ended(outcome)` and runs the hooks registered for it, outside the lock; false if
+    /// the unit had already ended.
+    fn settle(&self, outcome: UnitOutcome) -> bool {
+        let hooks = {
+            let mut state = self.lock();
+            if matches!(state.phase, Phase::Ended(_)) {
+                return false;
+            }
+            state.phase = Phase::Ended(outcome);
+            state.branches.clear();
+            std::mem::take(&mut state.hooks)
+        };
+        for hook in hooks.into_iter().filter(|hook| hook.on == outcome) {
+            (hook.run)();
         }
-        state.phase = Phase::Ended(outcome);
-        state.branches.clear();
-        let hooks = std::mem::take(&mut state.hooks);
-        Some(hooks.into_iter().filter(|hook| hook.on == outcome).collect())
+        true
     }
 }
 
@@ -353,7 +349,6 @@ impl<B: Branch> Drop for UnitOfWork<B> {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
         let committed_everywhere = !state.branches.is_empty() && state.committed.len() == state.branches.len();
-        let unknown = state.in_flight.clone().or_else(|| state.unknown.clone());
         let outcome = match state.phase {
             Phase::Ended(_) => return,
             Phase::Open => UnitOutcome::RolledBack,
@@ -366,11 +361,11 @@ impl<B: Branch> Drop for UnitOfWork<B> {
                 );
                 UnitOutcome::Mixed
             }
-            Phase::Committing if state.deciding || unknown.is_some() => {
+            Phase::Committing if state.deciding || state.unanswered.is_some() => {
                 tracing::error!(
                     unit = %self.id,
                     committed = ?state.committed,
-                    unknown = ?unknown,
+                    unknown = ?state.unanswered,
                     deciding = state.deciding,
                     "outcome unknown: a unit of work was cancelled while a COMMIT or a commit decision was on its way; the databases not committed were rolled back or are left to recovery"
                 );
@@ -386,11 +381,7 @@ impl<B: Branch> Drop for UnitOfWork<B> {
             }
             Phase::Committing => UnitOutcome::RolledBack,
         };
-        if let Some(hooks) = self.settle(outcome) {
-            for hook in hooks {
-                (hook.run)();
-            }
-        }
+        self.settle(outcome);
     }
 }
 
@@ -448,40 +439,34 @@ impl<B: Branch> Commit<'_, B> {
     pub(crate) async fn commit_one(&self, index: usize) -> Result<(), CommitFailure> {
         let branch = &self.branches[index];
         let connection = branch.name().to_owned();
-        self.unit.lock().in_flight = Some(connection.clone());
+        self.unit.lock().unanswered = Some(connection.clone());
         let answer = branch.commit().await;
-        {
+        let outcome = {
             let mut state = self.unit.lock();
-            state.in_flight = None;
-            if answer.is_ok() {
+            let outcome = match &answer {
+                Ok(()) => DatabaseOutcome::Committed,
+                // The decision commits the branch: recovery finishes what phase two could not.
+                Err(_) if state.decided => DatabaseOutcome::Decided,
+                Err(Error::ConnectionLost { .. }) => DatabaseOutcome::Unknown,
+                Err(_) => DatabaseOutcome::RolledBack,
+            };
+            if outcome == DatabaseOutcome::Committed {
                 state.committed.push(connection.clone());
             }
-        }
-        match answer {
-            Ok(()) => {
-                self.report(|| EventKind::Committed { connection }).await;
-                Ok(())
+            // A lost answer stays unanswered: a unit dropped from now on must not claim a rollback.
+            if outcome != DatabaseOutcome::Unknown {
+                state.unanswered = None;
             }
-            Err(cause) => {
-                let decided = self.unit.lock().decided;
-                let outcome = match (&cause, decided) {
-                    // The decision commits the branch: recovery finishes what phase two could not.
-                    (_, true) => DatabaseOutcome::Decided,
-                    (Error::ConnectionLost { .. }, false) => DatabaseOutcome::Unknown,
-                    (_, false) => DatabaseOutcome::RolledBack,
-                };
-                if outcome == DatabaseOutcome::Unknown {
-                    self.unit.lock().unknown = Some(connection.clone());
-                }
-                self.report(|| match outcome {
-                    DatabaseOutcome::Unknown => EventKind::OutcomeUnknown { connection },
-                    DatabaseOutcome::Decided => EventKind::Decided { connection },
-                    _ => EventKind::RolledBack { connection },
-                })
-                .await;
-                Err(CommitFailure { outcome, cause })
-            }
-        }
+            outcome
+        };
+        self.report(|| match outcome {
+            DatabaseOutcome::Committed => EventKind::Committed { connection },
+            DatabaseOutcome::Unknown => EventKind::OutcomeUnknown { connection },
+            DatabaseOutcome::Decided => EventKind::Decided { connection },
+            DatabaseOutcome::RolledBack => EventKind::RolledBack { connection },
+        })
+        .await;
+        answer.map_err(|cause| CommitFailure { outcome, cause })
     }
 
     /// Every database's outcome once the `failed`-th database ended with `outcome` and the
@@ -769,20 +754,14 @@ mod tests {
                         );
                         assert_eq!(*hooks.lock().unwrap(), ["after rollback"], "{answers:?}");
                     }
-                    Some((_, Answer::Refused)) => {
-                        let Ok(Err(Error::PartialCommit(report))) = &result else {
-                            panic!("{answers:?}: {result:?}")
+                    Some((_, answer @ (Answer::Refused | Answer::Lost))) => {
+                        let (report, failed) = match (&result, answer) {
+                            (Ok(Err(Error::PartialCommit(report))), Answer::Refused) => (report, RolledBack),
+                            (Ok(Err(Error::OutcomeUnknown(report))), Answer::Lost) => (report, Unknown),
+                            _ => panic!("{answers:?}: {result:?}"),
                         };
                         let outcomes: Vec<_> = report.outcomes.iter().map(|(_, o)| *o).collect();
-                        assert_eq!(outcomes, expected_outcomes(RolledBack), "{answers:?}");
-                        assert!(hooks.lock().unwrap().is_empty(), "{answers:?}");
-                    }
-                    Some((_, Answer::Lost)) => {
-                        let Ok(Err(Error::OutcomeUnknown(report))) = &result else {
-                            panic!("{answers:?}: {result:?}")
-                        };
-                        let outcomes: Vec<_> = report.outcomes.iter().map(|(_, o)| *o).collect();
-                        assert_eq!(outcomes, expected_outcomes(Unknown), "{answers:?}");
+                        assert_eq!(outcomes, expected_outcomes(failed), "{answers:?}");
                         assert!(hooks.lock().unwrap().is_empty(), "{answers:?}");
                     }
                     Some((_, Answer::Hangs)) => {
