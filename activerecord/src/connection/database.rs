@@ -10,6 +10,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,8 @@ struct DatabaseInner {
     name: String,
     url: DatabaseUrl,
     pool: Pool,
+    /// SQLite: the database file, resolved when the pool opened.
+    sqlite_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for Database {
@@ -110,6 +113,12 @@ impl Database {
     /// Its URL, password masked when displayed.
     pub fn url(&self) -> &DatabaseUrl {
         &self.inner.url
+    }
+
+    /// SQLite: the database's file (for `sqlite::memory:`, a name of its own), so that two
+    /// connection names for one file are recognised as one writer.
+    pub(crate) fn sqlite_file(&self) -> Option<&Path> {
+        self.inner.sqlite_file.as_deref()
     }
 
     pub(crate) fn pool(&self) -> &Pool {
@@ -206,13 +215,13 @@ impl Database {
                         }
                         Err(e) => return Err(connect_error(name, &config.url, $address, e)),
                     }
-                    $pool_options
-                        .connect_with(options)
-                        .await
-                        .map_err(|e| connect_error(name, &config.url, $address, e))?
+                    // The probe proved the settings; the pool opens its connections as they are
+                    // needed, instead of connecting a second time now.
+                    $pool_options.connect_lazy_with(options)
                 }
             }};
         }
+        let mut sqlite_file = None;
         let pool = match backend {
             Backend::Sqlite => {
                 let parsed = split_sqlite_url(url).map_err(config_error)?;
@@ -240,8 +249,19 @@ impl Database {
                     } else {
                         Some(Duration::from_secs(1800))
                     });
-                let path = options.get_filename().display().to_string();
-                Pool::Sqlite(open_pool!(pool_options, sqlx::SqliteConnection, options, path.clone()))
+                let file = options.get_filename().to_owned();
+                let path = file.display().to_string();
+                let pool = open_pool!(pool_options, sqlx::SqliteConnection, options, path.clone());
+                // Resolved once, after the probe created the file: two names for one file are one
+                // writer. An in-memory database belongs to its name alone.
+                sqlite_file = Some(if in_memory {
+                    PathBuf::from(format!("memory:{name}"))
+                } else {
+                    std::fs::canonicalize(&file)
+                        .or_else(|_| std::path::absolute(&file))
+                        .unwrap_or(file)
+                });
+                Pool::Sqlite(pool)
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url).map_err(parse_error)?;
@@ -274,6 +294,7 @@ impl Database {
                 name: name.to_owned(),
                 url: config.url.clone(),
                 pool,
+                sqlite_file,
             }),
         })
     }

@@ -385,7 +385,7 @@ pub(crate) fn innermost_frame(database: Option<&str>) -> Option<Frame> {
 /// the holder cannot commit before the new scope ends. Refused at once instead.
 fn refuse_second_sqlite_writer(name: &str) -> Result<()> {
     let database = ConnectionManager::get(name)?;
-    let Some(file) = sqlite_file(&database) else {
+    let Some(file) = database.sqlite_file() else {
         return Ok(());
     };
     let holder = SCOPES
@@ -394,7 +394,7 @@ fn refuse_second_sqlite_writer(name: &str) -> Result<()> {
                 .0
                 .iter()
                 .map(|frame| &frame.participant)
-                .find(|p| p.holds_write_lock() && sqlite_file(p.database()).as_deref() == Some(file.as_path()))
+                .find(|p| p.holds_write_lock() && p.database().sqlite_file() == Some(file))
                 .map(|p| p.name().to_owned())
         })
         .ok()
@@ -406,18 +406,6 @@ fn refuse_second_sqlite_writer(name: &str) -> Result<()> {
         }),
         None => Ok(()),
     }
-}
-
-/// The file of a SQLite database; the connection name for an in-memory one, which no other
-/// connection shares.
-fn sqlite_file(database: &Database) -> Option<std::path::PathBuf> {
-    let pool = database.sqlite_pool()?;
-    let options = pool.connect_options();
-    let file = options.get_filename();
-    Some(match std::fs::canonicalize(file) {
-        Ok(path) => path,
-        Err(_) => std::path::PathBuf::from(format!("memory:{}", database.name())),
-    })
 }
 
 /// Runs `work` with no scope open in the task: model calls in it run in autocommit or open units
