@@ -12,7 +12,7 @@ mod mysql;
 mod postgres;
 mod sqlite;
 
-use crate::error::{ConstraintKind, Error};
+use crate::error::{ConnectFailure, ConstraintKind, Error};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -382,6 +382,9 @@ pub(crate) trait Dialect: Sync {
     /// A conflict that retrying the whole transaction may get past.
     fn is_transient(&self, code: &str) -> bool;
 
+    /// Why a new connection was refused, from its error code.
+    fn connect_failure(&self, code: &str, address: String) -> ConnectFailure;
+
     /// A prepared branch that is already finished (by someone else), or never existed.
     fn is_unknown_branch(&self, code: &str) -> bool;
 
@@ -447,10 +450,11 @@ pub(crate) enum PreparedListing {
     XaRecover,
 }
 
-/// The code to classify a database error by: MySQL's error number (its SQLSTATEs are too coarse),
-/// else the SQLSTATE (PostgreSQL) or result code (SQLite).
-pub(crate) fn database_code(db: &dyn sqlx::error::DatabaseError) -> String {
-    Backend::of_error(db).dialect().code(db)
+/// Why the server (or SQLite) refused a new connection, from its error; `address` is where the
+/// connection went (a file for SQLite).
+pub(crate) fn connect_failure(db: &dyn sqlx::error::DatabaseError, address: String) -> ConnectFailure {
+    let dialect = Backend::of_error(db).dialect();
+    dialect.connect_failure(&dialect.code(db), address)
 }
 
 /// Whether `db` says that a prepared branch is unknown: finished by someone else, or never

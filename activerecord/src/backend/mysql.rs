@@ -3,6 +3,7 @@
 //! the years 1000 to 9999 that `DATETIME` and `DATE` store.
 
 use super::{BranchId, ColumnKind, Dialect, Finish, Isolation, PreparedListing};
+use crate::error::ConnectFailure;
 use std::borrow::Cow;
 
 /// MySQL's and MariaDB's [`Dialect`].
@@ -115,6 +116,15 @@ impl Dialect for MySql {
     /// Deadlock (the whole transaction is rolled back) and lock wait timeout (the statement).
     fn is_transient(&self, code: &str) -> bool {
         matches!(code, "1213" | "1205")
+    }
+
+    /// Access denied (1045, 1698), access denied to the database (1044), unknown database (1049).
+    fn connect_failure(&self, code: &str, _: String) -> ConnectFailure {
+        match code {
+            "1045" | "1698" | "1044" => ConnectFailure::Authentication,
+            "1049" => ConnectFailure::UnknownDatabase,
+            _ => ConnectFailure::Other,
+        }
     }
 
     /// XAER_NOTA (no such xid) and XA_RBROLLBACK (an empty branch, already rolled back).

@@ -2,7 +2,7 @@
 //! SQLSTATE codes, the exact column types sqlx decodes, and dates from 4714 BC.
 
 use super::{BranchId, ColumnKind, Dialect, Finish, Isolation, PreparedListing};
-use crate::error::Error;
+use crate::error::{ConnectFailure, Error};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
@@ -112,6 +112,15 @@ impl Dialect for Postgres {
     /// Serialization failure and deadlock.
     fn is_transient(&self, code: &str) -> bool {
         matches!(code, "40001" | "40P01")
+    }
+
+    /// Invalid password, invalid authorization (unknown role, pg_hba refusal), unknown database.
+    fn connect_failure(&self, code: &str, _: String) -> ConnectFailure {
+        match code {
+            "28P01" | "28000" => ConnectFailure::Authentication,
+            "3D000" => ConnectFailure::UnknownDatabase,
+            _ => ConnectFailure::Other,
+        }
     }
 
     /// No prepared transaction with that gid.

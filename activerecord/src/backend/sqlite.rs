@@ -3,6 +3,7 @@
 //! type affinity, and dates as four-digit-year text.
 
 use super::{BranchId, ColumnKind, Dialect, Isolation};
+use crate::error::ConnectFailure;
 use std::borrow::Cow;
 
 /// SQLite's [`Dialect`].
@@ -67,6 +68,14 @@ impl Dialect for Sqlite {
     /// BUSY, LOCKED and BUSY_SNAPSHOT.
     fn is_transient(&self, code: &str) -> bool {
         matches!(code, "5" | "6" | "517")
+    }
+
+    /// CANTOPEN: the file cannot be opened or created.
+    fn connect_failure(&self, code: &str, path: String) -> ConnectFailure {
+        match code {
+            "14" => ConnectFailure::CannotOpen { path },
+            _ => ConnectFailure::Other,
+        }
     }
 
     fn is_unknown_branch(&self, _: &str) -> bool {

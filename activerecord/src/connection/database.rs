@@ -22,15 +22,7 @@ fn connect_error(name: &str, url: &DatabaseUrl, address: String, source: sqlx::E
             ConnectFailure::Refused { address }
         }
         sqlx::Error::Tls(_) => ConnectFailure::Tls,
-        sqlx::Error::Database(db) => match crate::backend::database_code(db.as_ref()).as_str() {
-            // PostgreSQL: invalid password, invalid authorization (unknown role, pg_hba refusal);
-            // MySQL: access denied (1045, 1698), access denied to the database (1044).
-            "28P01" | "28000" | "1045" | "1698" | "1044" => ConnectFailure::Authentication,
-            "3D000" | "1049" => ConnectFailure::UnknownDatabase,
-            // SQLite's CANTOPEN.
-            "14" => ConnectFailure::CannotOpen { path: address },
-            _ => ConnectFailure::Other,
-        },
+        sqlx::Error::Database(db) => crate::backend::connect_failure(db.as_ref(), address),
         _ => ConnectFailure::Other,
     };
     let raw = source.to_string();
