@@ -470,6 +470,10 @@ pub struct PartialCommit {
     pub failed: String,
     /// Why that commit failed.
     pub cause: Error,
+    /// For each database whose outcome is unknown, the server session that sent its `COMMIT`:
+    /// what [`ConnectionManager::resolve_outcomes`](crate::ConnectionManager::resolve_outcomes)
+    /// ends before it looks for the unit's commit marker.
+    pub sessions: Vec<(String, u64)>,
 }
 
 impl PartialCommit {
@@ -517,7 +521,10 @@ impl fmt::Display for PartialCommit {
         let each: Vec<String> = self.outcomes.iter().map(|(name, o)| format!("{name} {o}")).collect();
         write!(f, "; {}", each.join(", "))?;
         if unknown {
-            f.write_str("; look at the data of the unknown databases before repairing anything: retrying could apply the work twice")
+            f.write_str(
+                "; find out later with ConnectionManager::resolve_outcomes (it reads the unit's commit markers), \
+                 or look at the data of the unknown databases before repairing anything: retrying could apply the work twice",
+            )
         } else {
             f.write_str("; the databases disagree and need reconciliation")
         }

@@ -203,8 +203,18 @@ impl Target<'_> {
         })
     }
 
+    /// Records that the statement about to run may write, where it runs in a transaction: a
+    /// transaction that wrote leaves a commit marker. Statements that return no rows are writes;
+    /// a query that writes (an `INSERT ... RETURNING`, raw SQL) says so through this.
+    pub(crate) fn note_write(&self) {
+        if let Target::Tx(tx) = self {
+            tx.note_write();
+        }
+    }
+
     /// Runs a statement that returns no rows.
     pub(crate) async fn execute(&self, sql: impl SqlSafeStr, args: Arguments) -> Result<Done> {
+        self.note_write();
         let sql = sql.into_sql_str();
         on_target!(self, args, |exec, args| {
             sqlx::query_with(sql, args)
@@ -220,6 +230,7 @@ impl Target<'_> {
     /// Runs SQL text with no parameters; several statements separated by `;` are allowed.
     pub(crate) async fn execute_text(&self, sql: &str) -> Result<()> {
         use sqlx::Executor as _;
+        self.note_write();
         let sql = sqlx::AssertSqlSafe(sql);
         let args = self.arguments();
         on_target!(self, args, |exec, _args| exec
@@ -245,6 +256,8 @@ impl Target<'_> {
 /// ```
 pub async fn fetch_column<V: Value, C: Executor + ?Sized>(conn: &C, sql: &str) -> Result<Vec<V>> {
     let target = conn.target(None)?;
+    // Raw SQL may write (a function with side effects, `RETURNING`): counted as a write.
+    target.note_write();
     let args = target.arguments();
     target.fetch_all(sqlx::AssertSqlSafe(sql), args, |row| row.get(0)).await
 }

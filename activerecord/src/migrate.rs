@@ -1,9 +1,10 @@
 //! The crate's own tables, created and evolved by sqlx's migrator.
 //!
 //! Some features keep state in tables of their own: today the two-phase coordinator's decision
-//! log (`activerecord_two_phase_log`). Later features add theirs as further migrations (the
-//! commit markers, the journal, the barrier, the outbox, the inbox, the idempotency keys), one
-//! migration per table, so that a database set up by an older version is brought up to date by
+//! log (`activerecord_two_phase_log`) and the commit markers (`activerecord_markers`, which units
+//! of work write into once this ran: see `docs/transactions.md`, "Outcomes"). Later features add
+//! theirs as further migrations (the journal, the barrier, the outbox, the inbox, the idempotency
+//! keys), one migration per table, so that a database set up by an older version is brought up to date by
 //! the same call.
 //!
 //! - The migrations are embedded in the library at compile time, one directory per backend
@@ -31,7 +32,7 @@
 //! activerecord::migrate::run(&db).await?;
 //! activerecord::migrate::run(&db).await?; // the second run has nothing to do
 //! let applied: Vec<i64> = fetch_column(&db, "SELECT version FROM activerecord_migrations").await?;
-//! assert_eq!(applied, [1]);
+//! assert_eq!(applied, [1, 2]);
 //! # Ok(()) }
 //! ```
 
@@ -131,7 +132,10 @@ pub async fn run(database: &Database) -> Result<()> {
             Pool::MySql(pool) => on_one_connection!(pool, lock_mysql, unlock_mysql),
         };
         match outcome {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                database.enable_markers();
+                return Ok(());
+            }
             Err(e) if database.backend() == Backend::Sqlite && attempt < SQLITE_ATTEMPTS && lost_race(&e) => {
                 tracing::debug!(connection = database.name(), error = %e, "migration raced another process; starting over");
                 tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;

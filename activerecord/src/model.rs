@@ -232,6 +232,7 @@ pub trait Model: Sized + Send + Sync + 'static {
             self.bind_columns(&mut args, false)?;
             let sql = statements.insert_generating_key.as_str();
             let key = if target.backend().dialect().returns_generated_key() {
+                target.note_write();
                 target.fetch_optional(sql, args, |row| row.get(0)).await?
             } else {
                 let done = target.execute(sql, args).await?;

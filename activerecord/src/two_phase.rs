@@ -16,7 +16,7 @@
 //! [`TpcTransaction`] it returns.
 
 use crate::ActiveRecord;
-use crate::backend::PreparedListing;
+use crate::backend::{PreparedListing, validate_id};
 use crate::connection::{Database, DatabaseConfig};
 use crate::context::context;
 use crate::error::{Error, Result, TwoPhaseError};
@@ -50,21 +50,6 @@ fn new_gtrid(coordinator: &str) -> String {
         .as_millis();
     let random = uuid::Uuid::new_v4().as_u128() as u32;
     format!("{PREFIX}-{coordinator}-{created:x}-{random:08x}")
-}
-
-/// Checks an id before it is written into SQL (neither `PREPARE TRANSACTION` nor `XA` takes a bind
-/// parameter): only ASCII letters, digits, `-` and `_`, and short enough for both backends.
-fn validate_id(id: &str) -> Result<&str> {
-    let valid =
-        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if valid {
-        Ok(id)
-    } else {
-        Err(Error::InvalidId {
-            id: id.to_owned(),
-            reason: "use 1 to 64 ASCII letters, digits, '-' or '_'",
-        })
-    }
 }
 
 /// When a gtrid of `coordinator` was created, or `None` if it is not one of its ids.

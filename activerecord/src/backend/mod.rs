@@ -394,6 +394,33 @@ pub(crate) trait Dialect: Sync {
         false
     }
 
+    // --- server sessions
+
+    /// The query answering the server's id of the current session (one row, one integer), sent in
+    /// the same round trip as `BEGIN`; `None` where there is no server session (SQLite).
+    fn session_id_query(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The statement that ends server session `session` from another connection, and with it the
+    /// statement it is running and its transaction.
+    fn terminate_session(&self, session: u64) -> String {
+        let _ = session;
+        unreachable!("only engines with a session id query have sessions to end")
+    }
+
+    /// A query counting the server sessions with id `session`: 0 once it is gone.
+    fn session_count(&self, session: u64) -> String {
+        let _ = session;
+        unreachable!("only engines with a session id query have sessions to count")
+    }
+
+    /// Whether `terminate_session`'s error says that the session was gone already.
+    fn is_unknown_session(&self, code: &str) -> bool {
+        let _ = code;
+        false
+    }
+
     // --- columns and values
 
     /// The statement listing the columns of the table bound as its one parameter, one row each:
@@ -448,6 +475,45 @@ pub(crate) enum PreparedListing {
     /// XA's `XA RECOVER`: server-wide, without parameters, answering `formatID, gtrid_length,
     /// bqual_length, data` where `data` is the gtrid followed by the bqual.
     XaRecover,
+}
+
+/// The table of commit markers: one row per unit of work that wrote on the database and
+/// committed there, inserted in the same round trip as its `COMMIT`.
+pub(crate) const MARKERS_TABLE: &str = "activerecord_markers";
+
+/// Checks that `id` can stand in SQL as a literal (neither `PREPARE TRANSACTION`, `XA` nor a
+/// text batch takes a bind parameter): 1 to 64 ASCII letters, digits, `-` or `_`, short enough
+/// for every backend.
+pub(crate) fn validate_id(id: &str) -> Result<&str, Error> {
+    let valid =
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(id)
+    } else {
+        Err(Error::InvalidId {
+            id: id.to_owned(),
+            reason: "use 1 to 64 ASCII letters, digits, '-' or '_'",
+        })
+    }
+}
+
+/// The statement that records unit `unit` (checked by [`validate_id`]) as committed, placed
+/// before its `COMMIT` in one text batch: the id is a literal, as a batch takes no parameters.
+pub(crate) fn insert_marker(unit: &str, created_ms: i64) -> String {
+    debug_assert!(validate_id(unit).is_ok(), "unit ids are made safe by their maker");
+    format!("INSERT INTO {MARKERS_TABLE} (unit_id, created_ms) VALUES ('{unit}', {created_ms})")
+}
+
+/// The query counting the markers of unit `unit` (checked by [`validate_id`]): 1 when it
+/// committed.
+pub(crate) fn count_markers(unit: &str) -> String {
+    debug_assert!(validate_id(unit).is_ok(), "unit ids are made safe by their maker");
+    format!("SELECT COUNT(*) FROM {MARKERS_TABLE} WHERE unit_id = '{unit}'")
+}
+
+/// The query that succeeds, answering no row, when the marker table exists.
+pub(crate) fn probe_markers() -> String {
+    format!("SELECT unit_id FROM {MARKERS_TABLE} WHERE 1 = 0")
 }
 
 /// Why the server (or SQLite) refused a new connection, from its error; `address` is where the

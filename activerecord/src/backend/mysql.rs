@@ -132,6 +132,25 @@ impl Dialect for MySql {
         matches!(code, "1397" | "1402")
     }
 
+    fn session_id_query(&self) -> Option<&'static str> {
+        Some("SELECT CONNECTION_ID()")
+    }
+
+    /// Needs the same user as the session's, or the CONNECTION ADMIN privilege (SUPER before
+    /// MariaDB 10.5.2).
+    fn terminate_session(&self, session: u64) -> String {
+        format!("KILL CONNECTION {session}")
+    }
+
+    fn session_count(&self, session: u64) -> String {
+        format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {session}")
+    }
+
+    /// 1094: unknown thread id.
+    fn is_unknown_session(&self, code: &str) -> bool {
+        code == "1094"
+    }
+
     fn columns_sql(&self) -> &'static str {
         "SELECT CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR), CAST(COLUMN_TYPE AS CHAR), \
          CAST(IS_NULLABLE = 'YES' AS SIGNED) \

@@ -93,6 +93,19 @@ impl Dialect for Postgres {
         true
     }
 
+    fn session_id_query(&self) -> Option<&'static str> {
+        Some("SELECT pg_backend_pid()")
+    }
+
+    /// Needs the same role as the session's, or membership in `pg_signal_backend`.
+    fn terminate_session(&self, session: u64) -> String {
+        format!("SELECT pg_terminate_backend({session})")
+    }
+
+    fn session_count(&self, session: u64) -> String {
+        format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {session}")
+    }
+
     /// 22001/22003 (too long, out of range) and 22008 (date/time out of range).
     fn is_value_too_large(&self, code: &str) -> bool {
         matches!(code, "22001" | "22003" | "22008")

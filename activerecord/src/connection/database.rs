@@ -2,8 +2,9 @@
 //! reports why a server cannot be reached.
 
 use super::config::{DatabaseConfig, pick, split_sqlite_url};
+use super::control::Control;
 use super::url::DatabaseUrl;
-use crate::backend::Backend;
+use crate::backend::{Backend, probe_markers};
 use crate::error::{ConnectFailure, Error, Result};
 use sqlx::Connection as _;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
@@ -13,6 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The typed error for a connection attempt that failed.
@@ -75,6 +77,10 @@ struct DatabaseInner {
     pool: Pool,
     /// SQLite: the database file, resolved when the pool opened.
     sqlite_file: Option<PathBuf>,
+    /// Whether the marker table exists: found when the pool opened, or created by
+    /// `migrate::run` since.
+    markers: AtomicBool,
+    control: Control,
 }
 
 impl fmt::Debug for Database {
@@ -111,6 +117,20 @@ impl Database {
     /// connection names for one file are recognised as one writer.
     pub(crate) fn sqlite_file(&self) -> Option<&Path> {
         self.inner.sqlite_file.as_deref()
+    }
+
+    /// Whether units of work leave commit markers here (the marker table exists).
+    pub(crate) fn markers_enabled(&self) -> bool {
+        self.inner.markers.load(Ordering::Relaxed)
+    }
+
+    /// Records that the marker table exists (its migration ran).
+    pub(crate) fn enable_markers(&self) {
+        self.inner.markers.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn control_slot(&self) -> &Control {
+        &self.inner.control
     }
 
     pub(crate) fn pool(&self) -> &Pool {
@@ -192,6 +212,8 @@ impl Database {
                     .test_before_acquire(config.test_before_acquire)
             };
         }
+        // Found by the probe; a lazy pool leaves no markers until `migrate::run` runs on it.
+        let mut markers = false;
         // One connection outside the pool (sqlx's pool would retry a refused connection until the
         // acquire timeout and then report only that it timed out), then the pool.
         macro_rules! open_pool {
@@ -201,7 +223,12 @@ impl Database {
                     $pool_options.connect_lazy_with(options)
                 } else {
                     match <$connection>::connect_with(&options).await {
-                        Ok(connection) => {
+                        Ok(mut connection) => {
+                            use sqlx::Executor as _;
+                            markers = connection
+                                .fetch_optional(sqlx::AssertSqlSafe(probe_markers()))
+                                .await
+                                .is_ok();
                             // Only a probe: a failed goodbye changes nothing.
                             let _ = connection.close().await;
                         }
@@ -287,6 +314,8 @@ impl Database {
                 url: config.url.clone(),
                 pool,
                 sqlite_file,
+                markers: AtomicBool::new(markers),
+                control: Control::default(),
             }),
         })
     }

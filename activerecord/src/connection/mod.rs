@@ -6,7 +6,9 @@
 //! `mysql:`/`mariadb:`); a URL's password never appears in `Debug`, `Display`, errors or logs;
 //! an unknown name is an error that lists the configured names; looking a name up takes no lock.
 
+pub(crate) mod background;
 mod config;
+mod control;
 mod database;
 mod registry;
 mod transaction;

@@ -3,8 +3,13 @@
 //!
 //! Guarantees: a connection goes back to its pool only once its transaction is known to be over.
 //! Dropped while the transaction may still be open (its future cancelled at any await point, a
-//! commit or rollback failed), the connection is closed instead, and the server rolls its work
-//! back: nobody ever reuses a connection inside someone else's transaction.
+//! commit or rollback failed), the connection is closed instead, and its server session is ended
+//! from the control connection, so that a statement it was running (perhaps waiting on a lock)
+//! stops at once and its locks are released: nobody ever reuses a connection inside someone
+//! else's transaction, and no abandoned statement keeps running on the server.
+//!
+//! The server's id of the session is learned in the same round trip as `BEGIN` (sqlx keeps no data
+//! of ours per physical connection, and its own process id is private).
 
 use super::{Database, Pool};
 use crate::error::{Error, Result};
@@ -21,6 +26,10 @@ pub(crate) struct OpenTransaction {
     /// Set when a statement failed on PostgreSQL, which then refuses every statement until a
     /// rollback, and answers COMMIT (and PREPARE TRANSACTION) by rolling back.
     aborted: AtomicBool,
+    /// Set when a statement that may write ran: such a transaction leaves a commit marker.
+    wrote: AtomicBool,
+    /// The server's id of the session (PostgreSQL backend pid, MySQL connection id).
+    session: Option<u64>,
 }
 
 impl std::fmt::Debug for OpenTransaction {
@@ -39,16 +48,36 @@ impl OpenTransaction {
         begin: impl IntoIterator<Item = Cow<'static, str>>,
     ) -> Result<OpenTransaction> {
         let mut conn = TxConnection::acquire(&database).await?;
-        for statement in begin {
-            conn.execute_text(statement)
-                .await
-                .map_err(|e| Error::from_sqlx(database.name(), e))?;
-        }
+        let mut batch: Vec<Cow<'static, str>> = begin.into_iter().collect();
+        let session_query = database.backend().dialect().session_id_query();
+        batch.extend(session_query.map(Cow::Borrowed));
+        let session = conn
+            .begin(batch.join("; "), session_query.is_some())
+            .await
+            .map_err(|e| Error::from_sqlx(database.name(), e))?;
+        conn.session = session;
         Ok(OpenTransaction {
             database,
             slot: tokio::sync::Mutex::new(Some(conn)),
             aborted: AtomicBool::new(false),
+            wrote: AtomicBool::new(false),
+            session,
         })
+    }
+
+    /// The server's id of the transaction's session; `None` on SQLite.
+    pub(crate) fn session(&self) -> Option<u64> {
+        self.session
+    }
+
+    /// Records that a statement that may write ran in the transaction.
+    pub(crate) fn note_write(&self) {
+        self.wrote.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a statement that may write ran in the transaction.
+    pub(crate) fn wrote(&self) -> bool {
+        self.wrote.load(Ordering::Relaxed)
     }
 
     /// The database the transaction is open on.
@@ -106,6 +135,9 @@ pub(crate) struct TxConnection {
     pub(crate) conn: PooledConnection,
     /// True from before BEGIN is sent until COMMIT or ROLLBACK succeeded.
     in_transaction: bool,
+    database: Database,
+    /// The server's id of the session, once `BEGIN` answered it.
+    session: Option<u64>,
 }
 
 pub(crate) enum PooledConnection {
@@ -125,7 +157,34 @@ impl TxConnection {
         Ok(TxConnection {
             conn,
             in_transaction: true,
+            database: database.clone(),
+            session: None,
         })
+    }
+
+    /// Runs the text batch that opens a transaction; with `session_query`, its last statement
+    /// answers the session id, which is returned.
+    async fn begin(&mut self, batch: String, session_query: bool) -> Result<Option<u64>, sqlx::Error> {
+        use sqlx::Row as _;
+        if !session_query {
+            self.execute_text(Cow::Owned(batch)).await?;
+            return Ok(None);
+        }
+        let batch = sqlx::raw_sql(sqlx::AssertSqlSafe(batch));
+        let session = match &mut self.conn {
+            PooledConnection::Postgres(c) => batch
+                .fetch_one(&mut **c)
+                .await?
+                .try_get::<i32, _>(0)
+                .map(|id| id as u64),
+            PooledConnection::MySql(c) => batch.fetch_one(&mut **c).await?.try_get::<u64, _>(0),
+            PooledConnection::Sqlite(c) => batch
+                .fetch_one(&mut **c)
+                .await?
+                .try_get::<i64, _>(0)
+                .map(|id| id as u64),
+        }?;
+        Ok(Some(session))
     }
 
     /// Runs SQL text, through the text protocol (XA statements cannot be prepared statements).
@@ -167,6 +226,9 @@ impl Drop for TxConnection {
                 PooledConnection::Sqlite(c) => c.close_on_drop(),
                 PooledConnection::Postgres(c) => c.close_on_drop(),
                 PooledConnection::MySql(c) => c.close_on_drop(),
+            }
+            if let Some(session) = self.session {
+                self.database.end_abandoned_session(session);
             }
         }
     }

@@ -1,16 +1,17 @@
 //! Best effort, the default [`CommitProtocol`]: the final commits run one database after another,
 //! in the order the databases began, with no prepare.
 //!
-//! Guarantees: when the first commit is refused nothing was committed: the others are rolled back
-//! and the plain error is returned. When a later commit is refused, the error is
-//! [`Error::PartialCommit`], naming each database's outcome. When a `COMMIT` was sent and no
-//! answer came, that database's outcome is unknown (it may have committed): the commits stop
-//! there, the databases after it are rolled back, and the error is [`Error::OutcomeUnknown`] with
-//! each database's outcome. A `tracing` error event records the same facts: never silent, never a
-//! plain error, never a guess.
+//! Guarantees (semantics.md, "Outcomes"): a `COMMIT` sent without an answer is resolved first
+//! (its session ended, then its marker looked up, within a bound); resolved as committed, the
+//! commits go on. When the first database did not commit, nothing was committed: the others are
+//! rolled back and the plain error is returned. When a later one did not, the error is
+//! [`Error::PartialCommit`], naming each database's outcome. When one stays unknown, the commits
+//! stop there, the databases after it are rolled back, and the error is [`Error::OutcomeUnknown`]
+//! with each database's outcome and the unit's id. A `tracing` error event records the same
+//! facts: never silent, never a plain error, never a guess.
 
 use super::unit::{Branch, Commit, CommitProtocol, Settled};
-use crate::error::{DatabaseOutcome, Error, PartialCommit};
+use crate::error::{DatabaseOutcome, Error};
 use futures_util::future::BoxFuture;
 
 /// Commits each database in turn. See the [module docs](self).
@@ -25,29 +26,23 @@ impl<B: Branch> CommitProtocol<B> for BestEffort {
                     continue;
                 };
                 commit.rollback_from(i + 1).await;
-                let outcomes = commit.outcomes(i, failure.outcome);
-                let nothing_committed = outcomes.iter().all(|(_, o)| *o == DatabaseOutcome::RolledBack);
-                if nothing_committed {
+                let outcome = failure.outcome;
+                if i == 0 && outcome == DatabaseOutcome::RolledBack {
                     return Settled::RolledBack(failure.cause);
                 }
-                let report = PartialCommit {
-                    unit: commit.unit_id().to_string(),
-                    outcomes,
-                    failed: commit.branches()[i].name().to_owned(),
-                    cause: failure.cause,
-                };
+                let report = commit.report_failure(i, failure);
                 tracing::error!(
                     unit = %report.unit,
                     outcomes = ?report.outcomes,
                     failed = %report.failed,
                     cause = %report.cause,
                     "{}",
-                    match failure.outcome {
+                    match outcome {
                         DatabaseOutcome::Unknown => "outcome unknown: a COMMIT was sent and no answer came",
                         _ => "partial commit: the databases of one unit of work disagree and need reconciliation",
                     }
                 );
-                return match failure.outcome {
+                return match outcome {
                     DatabaseOutcome::Unknown => Settled::Unknown(Error::OutcomeUnknown(Box::new(report))),
                     _ => Settled::Mixed(Error::PartialCommit(Box::new(report))),
                 };

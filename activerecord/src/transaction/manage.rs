@@ -1,4 +1,4 @@
-//! The methods of [`ConnectionManager`] that configure and close connections.
+//! The methods of [`ConnectionManager`] that configure and close connections, and shut down.
 //!
 //! They live above the registry (in `connection`) because they must know the calling task's
 //! open transaction scopes: closing a pool waits for every connection to come back, and a scope
@@ -166,5 +166,24 @@ impl ConnectionManager {
             database.close().await;
         }
         Ok(())
+    }
+
+    /// Ends the process's use of its databases gracefully: waits for the work still running in
+    /// the background (the final commits of a unit of work whose caller stopped waiting, with
+    /// their outcome resolution and hooks; the ending of sessions that dropped futures abandoned),
+    /// then closes every connection like [`close_all`](Self::close_all). Call it before the
+    /// process exits, so that no unit of work is cut off half way through its final commits.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// activerecord::ConnectionManager::configure("shutdown_doc", "sqlite::memory:").await?;
+    /// activerecord::ConnectionManager::shutdown().await?;
+    /// assert!(activerecord::ConnectionManager::names().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown() -> Result<()> {
+        refuse_if_in_scope(None)?;
+        connection::background::settle().await;
+        Self::close_all().await
     }
 }

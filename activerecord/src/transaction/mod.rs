@@ -24,6 +24,7 @@ mod best_effort;
 mod events;
 mod handles;
 mod manage;
+mod markers;
 mod participant;
 mod unit;
 
@@ -165,7 +166,7 @@ impl Using {
         let frame = Frame::new(unit.clone(), participant, None);
         match run_body(frame, &self.options, body).await {
             BodyOutcome::Returned(Ok(value)) => {
-                unit.commit().await?;
+                unit.commit_detached().await?;
                 Ok(value)
             }
             outcome => {

@@ -1,15 +1,28 @@
 //! One database's open transaction within a unit of work: how it begins, nests savepoints, takes
-//! part in two-phase commit as a branch, and ends; and the connection guard that closes a
-//! connection rather than pool it with a transaction open.
+//! part in two-phase commit as a branch, and ends; its commit marker; and how the outcome of a
+//! `COMMIT` or `PREPARE` whose answer was lost is found out.
+//!
+//! Guarantees: a transaction that wrote, on a database with the marker table, commits with the
+//! unit's marker in the same round trip as its `COMMIT` (one text batch). An outcome is resolved
+//! only after the session that sent the `COMMIT` is gone (fenced from the control connection),
+//! then by a marker lookup; a prepared branch whose `PREPARE` answer was lost is rolled back by
+//! its id once its session is gone. Each within [`RESOLVE_WITHIN`]; past it the outcome stays
+//! unknown.
 
 use super::ScopeOptions;
+use super::events::UnitId;
 use super::unit::Branch;
-use crate::backend::{Backend, BranchId, Finish};
+use crate::backend::{Backend, BranchId, Finish, insert_marker};
 use crate::connection::{Database, OpenTransaction};
-use crate::error::{Error, Result};
+use crate::error::{DatabaseOutcome, Error, Result};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long finding out an unknown outcome may take (ending the session, then the marker lookup)
+/// before the outcome is reported as unknown.
+pub(crate) const RESOLVE_WITHIN: Duration = Duration::from_secs(5);
 
 /// One database's open transaction within a unit of work.
 pub(crate) struct Participant {
@@ -21,6 +34,10 @@ pub(crate) struct Participant {
     branch: Option<BranchId>,
     /// Whether the branch has been prepared (phase one done).
     prepared: AtomicBool,
+    /// Whether a `PREPARE` was sent: if its answer was lost, the branch may be prepared.
+    prepare_sent: AtomicBool,
+    /// Whether the `COMMIT` carried the unit's marker.
+    marked: AtomicBool,
 }
 
 impl std::fmt::Debug for Participant {
@@ -78,6 +95,8 @@ impl Participant {
             next_savepoint: AtomicU64::new(1),
             branch,
             prepared: AtomicBool::new(false),
+            prepare_sent: AtomicBool::new(false),
+            marked: AtomicBool::new(false),
         }))
     }
 
@@ -129,6 +148,7 @@ impl Participant {
                 .prepare_error(self.name(), &e)
                 .unwrap_or_else(|| Error::from_sqlx(self.name(), e))
         };
+        self.prepare_sent.store(true, Ordering::SeqCst);
         for statement in dialect.prepare(branch) {
             conn.execute_text(statement).await.map_err(error)?;
         }
@@ -150,8 +170,11 @@ impl Participant {
     }
 
     /// Commits or rolls back (a prepared branch: phase two), and gives the connection back to the
-    /// pool only when that worked.
-    pub(crate) async fn finish(&self, how: Finish) -> Result<()> {
+    /// pool only when that worked. A `marker` statement runs in the same round trip, before the
+    /// `COMMIT`: if it fails, the `COMMIT` is not run, and the connection is closed, which rolls
+    /// the transaction back (MySQL keeps a transaction open after a failed statement: committing
+    /// it anyway would commit without the marker).
+    async fn end(&self, how: Finish, marker: Option<String>) -> Result<()> {
         let mut slot = self.tx.lock().await;
         let mut conn = slot.take().ok_or_else(|| self.tx.ended())?;
         if how == Finish::Commit && self.tx.is_aborted() {
@@ -161,13 +184,106 @@ impl Participant {
         }
         let prepared = self.prepared.load(Ordering::SeqCst);
         let dialect = self.database().backend().dialect();
-        for statement in dialect.end(how, self.read_only, self.branch.as_ref(), prepared) {
-            conn.execute_text(statement)
-                .await
-                .map_err(|e| Error::from_sqlx(self.name(), e))?;
+        let statements = dialect.end(how, self.read_only, self.branch.as_ref(), prepared);
+        let error = |e| Error::from_sqlx(self.name(), e);
+        match marker {
+            Some(marker) => {
+                let batch = std::iter::once(Cow::Owned(marker))
+                    .chain(statements)
+                    .collect::<Vec<_>>();
+                self.marked.store(true, Ordering::SeqCst);
+                conn.execute_text(Cow::Owned(batch.join("; "))).await.map_err(error)?;
+            }
+            None => {
+                for statement in statements {
+                    conn.execute_text(statement).await.map_err(error)?;
+                }
+            }
         }
         conn.mark_finished();
         Ok(())
+    }
+
+    /// Commits without a marker, or rolls back; a branch whose `PREPARE` answer was lost is rolled
+    /// back by its id once its session is gone.
+    pub(crate) async fn finish(&self, how: Finish) -> Result<()> {
+        match (how, self.end(how, None).await) {
+            (Finish::Rollback, Err(lost @ Error::ConnectionLost { .. }))
+                if self.prepare_sent.load(Ordering::SeqCst) =>
+            {
+                self.rollback_lost_prepare(lost).await
+            }
+            (_, done) => done,
+        }
+    }
+
+    /// The marker statement for unit `unit`'s one-phase `COMMIT`, when this transaction leaves
+    /// one: it wrote, it is not a two-phase branch (the decision log covers those), and the
+    /// database has the marker table.
+    fn marker(&self, unit: &UnitId) -> Option<String> {
+        let leaves_one = self.branch.is_none() && self.tx.wrote() && self.database().markers_enabled();
+        leaves_one.then(|| {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            insert_marker(unit.as_str(), i64::try_from(now.as_millis()).unwrap_or(i64::MAX))
+        })
+    }
+
+    /// Finds out, within [`RESOLVE_WITHIN`], whether the `COMMIT` of unit `unit` whose answer was
+    /// lost took effect: ends the session that sent it, waits until the server no longer has it,
+    /// then looks for the unit's marker.
+    async fn resolve_commit(&self, unit: &UnitId) -> DatabaseOutcome {
+        if !self.tx.wrote() {
+            // Nothing to commit: committed and rolled back are the same.
+            return DatabaseOutcome::Committed;
+        }
+        let (Some(session), true) = (self.tx.session(), self.marked.load(Ordering::SeqCst)) else {
+            tracing::warn!(
+                unit = %unit,
+                connection = self.name(),
+                "the outcome of a lost COMMIT answer cannot be found out: the transaction left no commit marker \
+                 (run activerecord::migrate::run on this connection to create the marker table)"
+            );
+            return DatabaseOutcome::Unknown;
+        };
+        let database = self.database();
+        let found = tokio::time::timeout(RESOLVE_WITHIN, async {
+            database.fence(session).await?;
+            database.has_marker(unit.as_str()).await
+        })
+        .await;
+        match found {
+            Ok(Ok(true)) => DatabaseOutcome::Committed,
+            Ok(Ok(false)) => DatabaseOutcome::RolledBack,
+            Ok(Err(e)) => {
+                tracing::warn!(unit = %unit, connection = self.name(), error = %e, "the outcome of a lost COMMIT answer could not be found out");
+                DatabaseOutcome::Unknown
+            }
+            Err(_) => {
+                tracing::warn!(unit = %unit, connection = self.name(), within = ?RESOLVE_WITHIN, "the outcome of a lost COMMIT answer could not be found out in time");
+                DatabaseOutcome::Unknown
+            }
+        }
+    }
+
+    /// Rolls back a branch whose `PREPARE` was sent and whose connection broke: it may be
+    /// prepared. Once its session is gone (fenced), the branch is rolled back by its id from the
+    /// control connection; a branch the server does not know was not prepared.
+    async fn rollback_lost_prepare(&self, lost: Error) -> Result<()> {
+        let (Some(branch), Some(session)) = (&self.branch, self.tx.session()) else {
+            return Err(lost);
+        };
+        let database = self.database();
+        let finish =
+            database
+                .backend()
+                .dialect()
+                .finish_prepared(Finish::Rollback, &branch.gtrid, &branch.branch.to_string());
+        tokio::time::timeout(RESOLVE_WITHIN, async {
+            database.fence(session).await?;
+            database.finish_prepared_elsewhere(finish).await
+        })
+        .await
+        .unwrap_or(Err(lost))
     }
 }
 
@@ -178,10 +294,16 @@ impl Branch for Participant {
     async fn prepare(&self) -> Result<()> {
         Participant::prepare(self).await
     }
-    async fn commit(&self) -> Result<()> {
-        self.finish(Finish::Commit).await
+    async fn commit(&self, unit: &UnitId) -> Result<()> {
+        self.end(Finish::Commit, self.marker(unit)).await
     }
     async fn rollback(&self) -> Result<()> {
         self.finish(Finish::Rollback).await
+    }
+    async fn resolve(&self, unit: &UnitId) -> DatabaseOutcome {
+        self.resolve_commit(unit).await
+    }
+    fn session(&self) -> Option<u64> {
+        self.tx.session()
     }
 }

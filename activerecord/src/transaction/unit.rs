@@ -19,9 +19,12 @@
 
 use super::events::{Event, EventKind, Observers, UnitId, UnitOutcome, observer_error};
 use crate::backend::BranchId;
-use crate::error::{DatabaseOutcome, Error, Result};
+use crate::connection::background;
+use crate::error::{DatabaseOutcome, Error, PartialCommit, Result};
 use futures_util::future::BoxFuture;
 use std::future::Future;
+use std::panic::resume_unwind;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// One database's transaction as the unit of work sees it.
@@ -30,10 +33,15 @@ pub(crate) trait Branch: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Phase one of two-phase commit.
     fn prepare(&self) -> impl Future<Output = Result<()>> + Send;
-    /// Commits (in one phase, or phase two of a prepared branch).
-    fn commit(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Commits unit `unit`'s work (in one phase, or phase two of a prepared branch).
+    fn commit(&self, unit: &UnitId) -> impl Future<Output = Result<()>> + Send;
     /// Rolls back (open or prepared).
     fn rollback(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Finds out, within a bound, whether a `COMMIT` of unit `unit` whose answer was lost took
+    /// effect: committed, rolled back, or still unknown.
+    fn resolve(&self, unit: &UnitId) -> impl Future<Output = DatabaseOutcome> + Send;
+    /// The server session the transaction ran on, to find its outcome out later.
+    fn session(&self) -> Option<u64>;
 }
 
 /// How a unit of work commits its databases: the commit seam. Best effort and two-phase commit
@@ -289,6 +297,57 @@ impl<B: Branch> UnitOfWork<B> {
         }
     }
 
+    /// [`commit`](Self::commit) in a background task: once the outermost scope returned `Ok`, the
+    /// final commits run to their end, their outcome is resolved and the right hooks and events
+    /// run, even if the caller stops waiting (a timeout, a `select!`). A caller that stopped
+    /// waiting is told of by one `tracing` event with the outcome.
+    pub(crate) async fn commit_detached(self: &Arc<Self>) -> Result<()> {
+        /// Marks, when dropped before the end, that nobody waits for the outcome any more.
+        struct Waiting(Arc<AtomicBool>);
+        impl Drop for Waiting {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        let waiting = Waiting(Arc::new(AtomicBool::new(true)));
+        let caller = waiting.0.clone();
+        let unit = self.clone();
+        let task = background::spawn(async move {
+            let done = unit.commit().await;
+            if !caller.load(Ordering::SeqCst) {
+                let outcome = unit.outcome();
+                match &done {
+                    Ok(()) => {
+                        tracing::info!(unit = %unit.id, ?outcome, "a unit of work whose caller stopped waiting finished its final commits in the background")
+                    }
+                    Err(e) => {
+                        tracing::error!(unit = %unit.id, ?outcome, error = %e, "a unit of work whose caller stopped waiting finished its final commits in the background")
+                    }
+                }
+            }
+            done
+        });
+        let Some(task) = task else {
+            return self.commit().await;
+        };
+        let done = task.await;
+        drop(waiting);
+        match done {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => resume_unwind(e.into_panic()),
+            // The runtime is shutting down, and this future with it.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// The outcome the unit ended with, once it ended.
+    pub(crate) fn outcome(&self) -> Option<UnitOutcome> {
+        match self.lock().phase {
+            Phase::Ended(outcome) => Some(outcome),
+            _ => None,
+        }
+    }
+
     /// Rolls back every database of the unit and ends it rolled back.
     pub(crate) async fn rollback(&self) {
         let branches = std::mem::take(&mut self.lock().branches);
@@ -398,11 +457,6 @@ impl<B: Branch> Commit<'_, B> {
         &self.branches
     }
 
-    /// The unit's id.
-    pub(crate) fn unit_id(&self) -> &UnitId {
-        &self.unit.id
-    }
-
     /// Reports a step that happened (an observer failure is logged).
     pub(crate) async fn report(&self, kind: impl FnOnce() -> EventKind) {
         self.unit.report(kind).await;
@@ -434,22 +488,27 @@ impl<B: Branch> Commit<'_, B> {
     }
 
     /// Commits the `index`-th database, and records what became of it. A `COMMIT` whose answer
-    /// never came (the connection broke) may have committed: its outcome is unknown, never
-    /// "rolled back".
+    /// never came (the connection broke) may have committed: it is reported unknown, then resolved
+    /// ([`Branch::resolve`]); it is never taken for "rolled back" before that says so.
     pub(crate) async fn commit_one(&self, index: usize) -> Result<(), CommitFailure> {
         let branch = &self.branches[index];
         let connection = branch.name().to_owned();
         self.unit.lock().unanswered = Some(connection.clone());
-        let answer = branch.commit().await;
-        let outcome = {
+        let answer = branch.commit(&self.unit.id).await;
+        let decided = self.unit.lock().decided;
+        let outcome = match &answer {
+            Ok(()) => DatabaseOutcome::Committed,
+            // The decision commits the branch: recovery finishes what phase two could not.
+            Err(_) if decided => DatabaseOutcome::Decided,
+            Err(Error::ConnectionLost { .. }) => {
+                let connection = connection.clone();
+                self.report(|| EventKind::OutcomeUnknown { connection }).await;
+                branch.resolve(&self.unit.id).await
+            }
+            Err(_) => DatabaseOutcome::RolledBack,
+        };
+        {
             let mut state = self.unit.lock();
-            let outcome = match &answer {
-                Ok(()) => DatabaseOutcome::Committed,
-                // The decision commits the branch: recovery finishes what phase two could not.
-                Err(_) if state.decided => DatabaseOutcome::Decided,
-                Err(Error::ConnectionLost { .. }) => DatabaseOutcome::Unknown,
-                Err(_) => DatabaseOutcome::RolledBack,
-            };
             if outcome == DatabaseOutcome::Committed {
                 state.committed.push(connection.clone());
             }
@@ -457,16 +516,39 @@ impl<B: Branch> Commit<'_, B> {
             if outcome != DatabaseOutcome::Unknown {
                 state.unanswered = None;
             }
-            outcome
-        };
-        self.report(|| match outcome {
-            DatabaseOutcome::Committed => EventKind::Committed { connection },
-            DatabaseOutcome::Unknown => EventKind::OutcomeUnknown { connection },
-            DatabaseOutcome::Decided => EventKind::Decided { connection },
-            DatabaseOutcome::RolledBack => EventKind::RolledBack { connection },
-        })
-        .await;
-        answer.map_err(|cause| CommitFailure { outcome, cause })
+        }
+        match outcome {
+            DatabaseOutcome::Committed => self.report(|| EventKind::Committed { connection }).await,
+            DatabaseOutcome::RolledBack => self.report(|| EventKind::RolledBack { connection }).await,
+            DatabaseOutcome::Decided => self.report(|| EventKind::Decided { connection }).await,
+            // Reported when the answer was lost.
+            _ => {}
+        }
+        match (answer, outcome) {
+            (_, DatabaseOutcome::Committed) => Ok(()),
+            (Err(cause), outcome) => Err(CommitFailure { outcome, cause }),
+            (Ok(()), _) => unreachable!("an answered COMMIT committed"),
+        }
+    }
+
+    /// The report of a unit whose `failed`-th database ended with `failure`, the databases not
+    /// committed by then being rolled back.
+    pub(crate) fn report_failure(&self, failed: usize, failure: CommitFailure) -> PartialCommit {
+        let outcomes = self.outcomes(failed, failure.outcome);
+        let sessions = self
+            .branches
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, (_, outcome))| *outcome == DatabaseOutcome::Unknown)
+            .filter_map(|(branch, (name, _))| branch.session().map(|session| (name.clone(), session)))
+            .collect();
+        PartialCommit {
+            unit: self.unit.id.to_string(),
+            outcomes,
+            failed: self.branches[failed].name().to_owned(),
+            cause: failure.cause,
+            sessions,
+        }
     }
 
     /// Every database's outcome once the `failed`-th database ended with `outcome` and the
@@ -507,10 +589,21 @@ mod tests {
     enum Answer {
         Ok,
         Refused,
-        /// The COMMIT reached the database and its answer was lost with the connection.
-        Lost,
-        /// The COMMIT's answer never comes: the unit's future is dropped while it is in flight.
-        Hangs,
+        /// The COMMIT's answer was lost with the connection; resolving finds the marker.
+        LostCommitted,
+        /// The COMMIT's answer was lost; resolving finds no marker once the session is gone.
+        LostRolledBack,
+        /// The COMMIT's answer was lost and the database cannot be reached to find out.
+        LostUnknown,
+    }
+
+    impl Answer {
+        fn is_lost(self) -> bool {
+            matches!(
+                self,
+                Answer::LostCommitted | Answer::LostRolledBack | Answer::LostUnknown
+            )
+        }
     }
 
     /// A fake database's transaction: answers as told and writes down what it was asked.
@@ -534,13 +627,14 @@ mod tests {
             self.record("prepare");
             Ok(())
         }
-        async fn commit(&self) -> Result<()> {
+        async fn commit(&self, _: &UnitId) -> Result<()> {
             self.record("commit");
+            // The answer takes a moment: a caller may stop waiting in between.
+            tokio::task::yield_now().await;
             match self.commit_answer {
                 Answer::Ok => Ok(()),
                 Answer::Refused => Err(Error::rejected(format!("{} refused to commit", self.name))),
-                Answer::Hangs => std::future::pending().await,
-                Answer::Lost => Err(Error::ConnectionLost {
+                Answer::LostCommitted | Answer::LostRolledBack | Answer::LostUnknown => Err(Error::ConnectionLost {
                     connection: self.name.clone(),
                     source: sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
                 }),
@@ -550,12 +644,23 @@ mod tests {
             self.record("rollback");
             Ok(())
         }
+        async fn resolve(&self, _: &UnitId) -> DatabaseOutcome {
+            self.record("resolve");
+            match self.commit_answer {
+                Answer::LostCommitted => DatabaseOutcome::Committed,
+                Answer::LostRolledBack => DatabaseOutcome::RolledBack,
+                _ => DatabaseOutcome::Unknown,
+            }
+        }
+        fn session(&self) -> Option<u64> {
+            Some(7)
+        }
     }
 
     /// A unit over fake databases `a`, `b`, ... answering `answers`, with one after-commit and
     /// one after-rollback hook registered in the outermost frame.
     struct Fixture {
-        unit: UnitOfWork<FakeBranch>,
+        unit: Arc<UnitOfWork<FakeBranch>>,
         log: Arc<Mutex<Vec<String>>>,
         hooks: Arc<Mutex<Vec<&'static str>>>,
         frames: Vec<u64>,
@@ -570,7 +675,7 @@ mod tests {
         answers: &[Answer],
         observers: Option<Arc<Observers>>,
     ) -> Fixture {
-        let unit = UnitOfWork::new(protocol, observers);
+        let unit = Arc::new(UnitOfWork::new(protocol, observers));
         let log = Arc::new(Mutex::new(Vec::new()));
         let hooks = Arc::new(Mutex::new(Vec::new()));
         let mut frames = Vec::new();
@@ -677,24 +782,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lost_commit_answer_is_unknown_never_rolled_back() {
+    async fn a_lost_commit_answer_that_stays_unknown_is_never_rolled_back() {
         use DatabaseOutcome::{Committed, RolledBack, Unknown};
+        let lost = Answer::LostUnknown;
         for (answers, expected) in [
-            (vec![Answer::Lost], vec![Unknown]),
-            (vec![Answer::Lost, Answer::Ok], vec![Unknown, RolledBack]),
-            (vec![Answer::Ok, Answer::Lost], vec![Committed, Unknown]),
+            (vec![lost], vec![Unknown]),
+            (vec![lost, Answer::Ok], vec![Unknown, RolledBack]),
+            (vec![Answer::Ok, lost], vec![Committed, Unknown]),
+            (vec![Answer::Ok, lost, Answer::Ok], vec![Committed, Unknown, RolledBack]),
             (
-                vec![Answer::Ok, Answer::Lost, Answer::Ok],
-                vec![Committed, Unknown, RolledBack],
-            ),
-            (
-                vec![Answer::Lost, Answer::Ok, Answer::Ok],
+                vec![lost, Answer::Ok, Answer::Ok],
                 vec![Unknown, RolledBack, RolledBack],
             ),
-            (
-                vec![Answer::Ok, Answer::Ok, Answer::Lost],
-                vec![Committed, Committed, Unknown],
-            ),
+            (vec![Answer::Ok, Answer::Ok, lost], vec![Committed, Committed, Unknown]),
         ] {
             let f = fixture(best_effort(), &answers).await;
             let err = f.unit.commit().await.unwrap_err();
@@ -704,82 +804,111 @@ mod tests {
             let outcomes: Vec<DatabaseOutcome> = report.outcomes.iter().map(|(_, o)| *o).collect();
             assert_eq!(outcomes, expected, "{answers:?}");
             assert_eq!(report.unit, f.unit.id().to_string());
+            let unknown = report.unknown()[0];
+            assert_eq!(report.sessions, [(unknown.to_owned(), 7)], "to resolve it later");
             assert!(!err.is_transient(), "retrying could apply the work twice");
             assert!(f.hooks().is_empty(), "{answers:?}: no hook for an outcome nobody knows");
             // The commits stop at the unknown one: nothing after it was asked to commit.
-            let lost = answers.iter().position(|a| *a == Answer::Lost).unwrap();
+            let lost_at = answers.iter().position(|a| *a == lost).unwrap();
             let commits = f.log().iter().filter(|l| l.starts_with("commit")).count();
-            assert_eq!(commits, lost + 1, "{answers:?}");
+            assert_eq!(commits, lost_at + 1, "{answers:?}");
         }
     }
 
-    /// Every combination of answers to COMMIT (answered, refused, lost, never answered while the
-    /// future is dropped) for one, two and three databases, against the rules of semantics.md.
+    /// How the contract says a best-effort unit whose databases answer `answers` settles: each
+    /// database's outcome, and the kind of error (`None`: committed).
+    fn contract(answers: &[Answer]) -> (Vec<DatabaseOutcome>, Option<&'static str>) {
+        use DatabaseOutcome::{Committed, RolledBack, Unknown};
+        let settled = |a: Answer| match a {
+            Answer::Ok | Answer::LostCommitted => Committed,
+            Answer::Refused | Answer::LostRolledBack => RolledBack,
+            Answer::LostUnknown => Unknown,
+        };
+        // The commits stop at the first database that did not commit (after resolving).
+        let Some(stop) = answers.iter().position(|a| settled(*a) != Committed) else {
+            return (vec![Committed; answers.len()], None);
+        };
+        let outcomes = (0..answers.len())
+            .map(|j| match j {
+                _ if j < stop => Committed,
+                _ if j == stop => settled(answers[stop]),
+                _ => RolledBack,
+            })
+            .collect();
+        let error = match (stop, settled(answers[stop])) {
+            (0, RolledBack) => "plain",
+            (_, RolledBack) => "partial",
+            _ => "unknown",
+        };
+        (outcomes, Some(error))
+    }
+
+    /// Every combination of answers to COMMIT (answered, refused, lost and then resolved as
+    /// committed, as rolled back, or not at all) for one, two and three databases, with the
+    /// caller waiting or dropping its future during the final commits: the returned error and the
+    /// hooks follow the rules of semantics.md, and a dropped caller's unit is finished in the
+    /// background with the same outcome.
     #[tokio::test]
     async fn every_combination_of_commit_answers_settles_as_the_contract_says() {
-        use DatabaseOutcome::{Committed, RolledBack, Unknown};
-        let all = [Answer::Ok, Answer::Refused, Answer::Lost, Answer::Hangs];
+        let all = [
+            Answer::Ok,
+            Answer::Refused,
+            Answer::LostCommitted,
+            Answer::LostRolledBack,
+            Answer::LostUnknown,
+        ];
         for n in 1..=3u32 {
             for code in 0..all.len().pow(n) {
                 let answers: Vec<Answer> = (0..n as usize)
                     .map(|i| all[code / all.len().pow(i as u32) % all.len()])
                     .collect();
-                // The first answer that is not Ok decides; the commits stop there.
-                let stop = answers.iter().position(|a| *a != Answer::Ok);
-                let f = fixture(best_effort(), &answers).await;
-                let hooks = f.hooks.clone();
-                let log = f.log.clone();
-                let unit = f.unit;
-                let result = tokio::time::timeout(std::time::Duration::from_millis(20), unit.commit()).await;
-                let commits_sent = stop.map_or(answers.len(), |i| i + 1);
-                let expected_outcomes = |failed: DatabaseOutcome| -> Vec<DatabaseOutcome> {
-                    let i = stop.unwrap();
-                    (0..answers.len())
-                        .map(|j| match j {
-                            _ if j < i => Committed,
-                            _ if j == i => failed,
-                            _ => RolledBack,
-                        })
-                        .collect()
+                let (expected, error) = contract(&answers);
+                let expected_hooks: &[&str] = match error {
+                    None => &["after commit"],
+                    Some("plain") => &["after rollback"],
+                    Some(_) => &[],
                 };
-                match stop.map(|i| (i, answers[i])) {
-                    None => {
-                        assert!(matches!(result, Ok(Ok(()))), "{answers:?}");
-                        assert_eq!(*hooks.lock().unwrap(), ["after commit"], "{answers:?}");
+                let commits_sent = expected
+                    .iter()
+                    .position(|o| *o != DatabaseOutcome::Committed)
+                    .map_or(answers.len(), |i| i + 1);
+
+                // The caller waits.
+                let f = fixture(best_effort(), &answers).await;
+                let result = f.unit.commit_detached().await;
+                match (&result, error) {
+                    (Ok(()), None) => {}
+                    (Err(Error::Rejected(_)), Some("plain")) => {}
+                    (Err(Error::ConnectionLost { .. }), Some("plain")) => {
+                        assert_eq!(answers[0], Answer::LostRolledBack, "resolved: nothing committed")
                     }
-                    Some((0, Answer::Refused)) => {
-                        assert!(
-                            matches!(result, Ok(Err(Error::Rejected(_)))),
-                            "{answers:?}: a plain error"
-                        );
-                        assert_eq!(*hooks.lock().unwrap(), ["after rollback"], "{answers:?}");
-                    }
-                    Some((_, answer @ (Answer::Refused | Answer::Lost))) => {
-                        let (report, failed) = match (&result, answer) {
-                            (Ok(Err(Error::PartialCommit(report))), Answer::Refused) => (report, RolledBack),
-                            (Ok(Err(Error::OutcomeUnknown(report))), Answer::Lost) => (report, Unknown),
-                            _ => panic!("{answers:?}: {result:?}"),
-                        };
+                    (Err(Error::PartialCommit(report)), Some("partial"))
+                    | (Err(Error::OutcomeUnknown(report)), Some("unknown")) => {
                         let outcomes: Vec<_> = report.outcomes.iter().map(|(_, o)| *o).collect();
-                        assert_eq!(outcomes, expected_outcomes(failed), "{answers:?}");
-                        assert!(hooks.lock().unwrap().is_empty(), "{answers:?}");
+                        assert_eq!(outcomes, expected, "{answers:?}");
                     }
-                    Some((_, Answer::Hangs)) => {
-                        assert!(result.is_err(), "{answers:?}: the commit never answers");
-                        drop(unit);
-                        assert!(
-                            hooks.lock().unwrap().is_empty(),
-                            "{answers:?}: a COMMIT in flight may have committed"
-                        );
-                        continue;
-                    }
-                    Some((_, Answer::Ok)) => unreachable!(),
+                    _ => panic!("{answers:?}: {result:?}, expected {error:?}"),
                 }
-                let commits = log.lock().unwrap().iter().filter(|l| l.starts_with("commit")).count();
-                assert_eq!(
-                    commits, commits_sent,
-                    "{answers:?}: the commits stop at the first failure"
+                assert_eq!(f.hooks(), expected_hooks, "{answers:?}");
+                let commits = f.log().iter().filter(|l| l.starts_with("commit")).count();
+                assert_eq!(commits, commits_sent, "{answers:?}: the commits stop there");
+                let resolved = f.log().iter().filter(|l| l.starts_with("resolve")).count();
+                let lost = answers[..commits_sent].iter().filter(|a| a.is_lost()).count();
+                assert_eq!(resolved, lost, "{answers:?}: every lost answer is resolved");
+
+                // The caller stops waiting during the first commit: the unit ends the same.
+                let f = fixture(best_effort(), &answers).await;
+                let polled_once = futures_util::FutureExt::now_or_never(f.unit.commit_detached());
+                assert!(
+                    polled_once.is_none(),
+                    "{answers:?}: the first COMMIT was still in flight"
                 );
+                while f.unit.outcome().is_none() {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                assert_eq!(f.hooks(), expected_hooks, "{answers:?}, caller gone");
+                let commits = f.log().iter().filter(|l| l.starts_with("commit")).count();
+                assert_eq!(commits, commits_sent, "{answers:?}, caller gone");
             }
         }
     }
@@ -897,7 +1026,7 @@ mod tests {
             // One database committed, the other not asked: partial.
             (Box::new(Stalls), vec![Answer::Ok, Answer::Ok], vec![]),
             // The first answer was lost: unknown.
-            (Box::new(LosesThenStalls), vec![Answer::Lost, Answer::Ok], vec![]),
+            (Box::new(LosesThenStalls), vec![Answer::LostUnknown, Answer::Ok], vec![]),
             // Every database committed before the drop.
             (
                 Box::new(CommitsThenStalls),

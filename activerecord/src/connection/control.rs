@@ -1,0 +1,128 @@
+//! The control connection of a server database: one connection kept outside the pool, opened on
+//! first use, through which the library ends sessions it abandoned and asks whether a unit of work
+//! committed (its marker). It works when the pool is exhausted or its connections are stuck
+//! (that is when it is needed), and it never carries a transaction.
+//!
+//! Guarantees: [`Database::fence`] returns only once the server no longer has the session, so a
+//! `COMMIT` sent on it can no longer take effect; a failed control statement drops the control
+//! connection, and the next use opens a new one.
+
+use super::Database;
+use super::database::Pool;
+use crate::backend::count_markers;
+use crate::error::{Error, Result};
+use sqlx::{Connection as _, MySqlConnection, PgConnection};
+use std::time::Duration;
+
+/// How long [`Database::fence`] waits between two looks at the server's session list.
+const FENCE_POLL: Duration = Duration::from_millis(2);
+
+/// The control connection's slot: `None` until first use, or after a failure.
+#[derive(Default)]
+pub(super) struct Control {
+    slot: tokio::sync::Mutex<Option<ControlConnection>>,
+}
+
+enum ControlConnection {
+    Postgres(PgConnection),
+    MySql(MySqlConnection),
+}
+
+impl Database {
+    /// Runs one control query answering one count, or (`count` false) one statement, on the
+    /// control connection, opening it first if needed. SQLite has no server session: no control
+    /// connection either.
+    async fn control(&self, sql: String, count: bool) -> Result<i64> {
+        use sqlx::Executor as _;
+        let mut slot = self.control_slot().slot.lock().await;
+        if slot.is_none() {
+            *slot = Some(
+                match self.pool() {
+                    Pool::Postgres(pool) => PgConnection::connect_with(&pool.connect_options())
+                        .await
+                        .map(ControlConnection::Postgres),
+                    Pool::MySql(pool) => MySqlConnection::connect_with(&pool.connect_options())
+                        .await
+                        .map(ControlConnection::MySql),
+                    Pool::Sqlite(_) => {
+                        return Err(Error::Configuration {
+                            connection: self.name().to_owned(),
+                            message: "SQLite has no server session: nothing to end or look up from outside".to_owned(),
+                            source: None,
+                        });
+                    }
+                }
+                .map_err(|e| Error::from_sqlx(self.name(), e))?,
+            );
+        }
+        let conn = slot.as_mut().expect("opened above");
+        let sql = sqlx::AssertSqlSafe(sql);
+        let answer = match (conn, count) {
+            (ControlConnection::Postgres(c), true) => sqlx::query_scalar(sql).persistent(false).fetch_one(c).await,
+            (ControlConnection::MySql(c), true) => sqlx::query_scalar(sql).persistent(false).fetch_one(c).await,
+            (ControlConnection::Postgres(c), false) => c.execute(sql).await.map(|_| 0),
+            (ControlConnection::MySql(c), false) => c.execute(sql).await.map(|_| 0),
+        };
+        if answer.as_ref().is_err_and(|e| e.as_database_error().is_none()) {
+            // The connection itself failed: open a new one next time.
+            *slot = None;
+        }
+        answer.map_err(|e| Error::from_sqlx(self.name(), e))
+    }
+
+    /// Ends server session `session` (the transaction it holds rolls back, the statement it runs
+    /// stops) and returns once the server no longer lists it. Does not return while the session
+    /// lives: bound it with a timeout. Needs the privilege to end the session (see
+    /// `docs/transactions.md`, "Privileges").
+    pub(crate) async fn fence(&self, session: u64) -> Result<()> {
+        let dialect = self.backend().dialect();
+        match self.control(dialect.terminate_session(session), false).await {
+            Ok(_) => {}
+            Err(Error::Query { source, .. })
+                if source
+                    .as_database_error()
+                    .is_some_and(|db| dialect.is_unknown_session(&dialect.code(db))) => {}
+            Err(e) => return Err(e),
+        }
+        while self.control(dialect.session_count(session), true).await? > 0 {
+            tokio::time::sleep(FENCE_POLL).await;
+        }
+        Ok(())
+    }
+
+    /// Ends server session `session` in the background, when a connection is dropped with its
+    /// transaction open: its statement may be waiting on a lock, which the server would not notice
+    /// the closed socket for (PostgreSQL keeps waiting; MariaDB until its lock-wait timeout).
+    pub(crate) fn end_abandoned_session(&self, session: u64) {
+        let database = self.clone();
+        super::background::spawn(async move {
+            if let Err(e) = database.fence(session).await {
+                tracing::warn!(connection = database.name(), session, error = %e, "could not end an abandoned session: the server ends it when it notices the closed connection");
+            }
+        });
+    }
+
+    /// Runs `finish` (a `COMMIT PREPARED`/`ROLLBACK PREPARED` or XA statement made of checked ids)
+    /// on the control connection. A branch the server does not know counts as done: call it only
+    /// once the session that prepared it is gone ([`fence`](Self::fence)), when that answer is
+    /// authoritative.
+    pub(crate) async fn finish_prepared_elsewhere(&self, finish: String) -> Result<()> {
+        match self.control(finish, false).await {
+            Err(Error::Query { source, .. })
+                if source
+                    .as_database_error()
+                    .is_some_and(crate::backend::is_unknown_branch) =>
+            {
+                Ok(())
+            }
+            done => done.map(drop),
+        }
+    }
+
+    /// Whether unit `unit` (a checked id) left its marker: read on the control connection, so it
+    /// says "committed" or "not committed" only once the session that sent the `COMMIT` is gone
+    /// (see [`fence`](Self::fence)).
+    pub(crate) async fn has_marker(&self, unit: &str) -> Result<bool> {
+        Ok(self.control(count_markers(unit), true).await? > 0)
+    }
+}
