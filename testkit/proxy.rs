@@ -611,13 +611,14 @@ async fn client_to_server(connection: &Connection, mut from: OwnedReadHalf, mut 
                     (bytes, None)
                 }
             };
+            // Read before the trigger fires: a release that follows the firing (a test waiting for
+            // it) ends this hold even when it comes before the hold is set up.
+            let epoch = *connection.shared.release.borrow();
             let fault = text.and_then(|text| connection.shared.observe(connection.number, text));
             match fault {
                 None => {}
                 Some(Fault::CutBeforeForwarding) => break 'read,
-                Some(Fault::HoldAnswer) => connection.set_answer(Answer::Hold {
-                    since: *connection.shared.release.borrow(),
-                }),
+                Some(Fault::HoldAnswer) => connection.set_answer(Answer::Hold { since: epoch }),
                 Some(Fault::DropAnswerAndClose) => connection.set_answer(Answer::Cut { remaining: 0 }),
                 Some(Fault::CutAfter(n)) => connection.set_answer(Answer::Cut { remaining: n }),
             }

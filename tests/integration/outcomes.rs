@@ -1,26 +1,42 @@
-//! Honest outcomes of best effort under faults (semantics.md, "Outcomes: never a guess"): a
-//! `COMMIT` that reached the server and whose answer was lost is reported as unknown, never as
-//! rolled back; the commits stop there; no hook runs for an outcome nobody knows; the events say
-//! the same. The faults are real: the fault-injecting proxy of `testkit` sits between the library
-//! and the server, forwards the `COMMIT`, drops the answer and closes the connection.
+//! Honest outcomes under faults (semantics.md, "Outcomes: never a guess"), cases 1 to 6 of the
+//! outcome issue, each with real faults: the fault-injecting proxy of `testkit` sits between the
+//! library and the server and, on a `COMMIT` or `PREPARE`, drops the answer after the server ran
+//! it, cuts the connection before the server gets it, or holds the answer while the caller's
+//! future is dropped. Each test checks the returned error, the rows of both databases, the hooks
+//! that ran and the events, and that no transaction, prepared branch or waiting session is left.
+//!
+//! With the marker table (`migrate::run`), a lost answer is resolved: the session is ended from
+//! the control connection and the unit's marker looked up. Without it, the outcome stays unknown,
+//! and says so.
 
 use crate::common::{Movement, assert_no_open_transactions, bank, test_matrix};
-use crate::two_phase::{SERIAL, coordinator};
+use crate::two_phase::{SERIAL, coordinator, prepared_count};
 use activerecord::{
     Backend, ConnectionManager, Database, DatabaseOutcome, Error, Event, EventKind, Model, Observer, Result,
-    UnitOutcome,
+    UnitOutcome, fetch_column,
 };
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use testkit::{Fault, Proxy, Trigger};
 
 test_matrix!([postgres_and_mariadb, mariadb_and_postgres] =>
-    a_lost_answer_to_the_first_commit_is_unknown,
-    a_lost_answer_to_the_joined_commit_is_unknown,
+    a_lost_answer_to_the_first_commit_is_resolved_as_committed,
+    a_lost_answer_to_the_joined_commit_is_resolved_as_committed,
+    a_first_commit_that_never_reached_the_server_is_a_plain_error,
+    a_joined_commit_that_never_reached_the_server_is_a_partial_commit,
+    without_markers_a_lost_first_answer_stays_unknown,
+    without_markers_a_lost_joined_answer_stays_unknown,
+    a_unit_dropped_during_its_first_commit_finishes_in_the_background,
+    a_unit_dropped_while_a_lost_answer_is_resolved_finishes_in_the_background,
 );
 
-test_matrix!([postgres_and_mariadb], one_at_a_time(SERIAL) =>
+test_matrix!([postgres_and_mariadb, mariadb_and_postgres], one_at_a_time(SERIAL) =>
     a_two_phase_unit_dropped_after_its_decision_commits_and_runs_no_rollback_hook,
+    a_lost_prepare_answer_is_rolled_back_at_once,
+);
+
+test_matrix!([postgres, mariadb] =>
+    a_statement_abandoned_while_waiting_on_a_lock_is_ended_on_the_server,
 );
 
 /// One bank database reached two ways: directly (to check its rows) and through a proxy (for the
@@ -32,9 +48,12 @@ struct Side {
     account: i64,
 }
 
-async fn side(backend: Backend, label: &str) -> Side {
+async fn side(backend: Backend, label: &str, markers: bool) -> Side {
     let name = format!("{label}_{backend:?}").to_lowercase();
     let (direct, ids) = bank(backend, &name, &["owner"]).await;
+    if markers {
+        activerecord::migrate::run(&direct).await.unwrap();
+    }
     let proxy = Proxy::for_url(direct.url().expose()).await;
     let proxied = format!("{name}_proxied");
     ConnectionManager::configure(&proxied, proxy.url_for(direct.url().expose()))
@@ -60,9 +79,10 @@ impl Observer for Events {
 }
 
 impl Events {
-    /// Waits until the unit of work begun on `connection` ends, and returns its outcome.
+    /// Waits until the unit of work begun on `connection` ends, and returns its outcome; fails
+    /// after 30 s, with the unit's events.
     async fn wait_for_end(&self, connection: &str) -> UnitOutcome {
-        loop {
+        for _ in 0..6000 {
             let ended = {
                 let all = self.0.lock().unwrap();
                 let unit = all.iter().find_map(|e| match &e.kind {
@@ -79,34 +99,46 @@ impl Events {
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+        panic!("the unit never ended: {:?}", self.of_unit_begun_on(connection))
     }
 
-    fn of(&self, unit: &str) -> Vec<EventKind> {
+    /// The events of the unit of work begun on `connection`.
+    fn of_unit_begun_on(&self, connection: &str) -> Vec<EventKind> {
         let all = self.0.lock().unwrap();
+        let unit = all.iter().find_map(|e| match &e.kind {
+            EventKind::Begun { connection: c } if c == connection => Some(e.unit.clone()),
+            _ => None,
+        });
         all.iter()
-            .filter(|e| e.unit.as_str() == unit)
+            .filter(|e| Some(&e.unit) == unit.as_ref())
             .map(|e| e.kind.clone())
             .collect()
     }
 }
 
-/// Registers an after-commit and an after-rollback hook on `tx`, each adding one to `ran`.
-fn count_hooks(tx: &activerecord::Tx, ran: &Arc<AtomicUsize>) {
-    let (committed, rolled_back) = (ran.clone(), ran.clone());
-    tx.after_commit(move || {
-        committed.fetch_add(1, Ordering::SeqCst);
-    });
-    tx.after_rollback(move || {
-        rolled_back.fetch_add(1, Ordering::SeqCst);
-    });
+/// The hooks of one transfer that ran, in order.
+#[derive(Clone, Default)]
+struct Hooks(Arc<Mutex<Vec<&'static str>>>);
+
+impl Hooks {
+    /// Registers an after-commit and an after-rollback hook on `tx`.
+    fn register(&self, tx: &activerecord::Tx) {
+        let (committed, rolled_back) = (self.0.clone(), self.0.clone());
+        tx.after_commit(move || committed.lock().unwrap().push("after commit"));
+        tx.after_rollback(move || rolled_back.lock().unwrap().push("after rollback"));
+    }
+
+    fn ran(&self) -> Vec<&'static str> {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 /// A transfer of 10 from `one` to `two` in a scope opened by `outer` (on `one`), with both kinds
 /// of hook, each adding one to `hooks` when it runs.
-async fn transfer_in(outer: activerecord::Using, one: &Side, two: &Side, hooks: &Arc<AtomicUsize>) -> Result<()> {
+async fn transfer_in(outer: activerecord::Using, one: &Side, two: &Side, hooks: &Hooks) -> Result<()> {
     outer
         .transaction(async |tx| {
-            count_hooks(tx, hooks);
+            hooks.register(tx);
             Movement::record(tx, one.account, -10).await?;
             ConnectionManager::using(&two.proxied)
                 .transaction(async |tx| Movement::record(tx, two.account, 10).await.map(drop))
@@ -115,17 +147,183 @@ async fn transfer_in(outer: activerecord::Using, one: &Side, two: &Side, hooks: 
         .await
 }
 
-/// A best-effort transfer that fails; returns its error and how many hooks ran.
-async fn transfer(one: &Side, two: &Side) -> (Error, usize) {
-    let hooks = Arc::new(AtomicUsize::new(0));
-    let err = transfer_in(ConnectionManager::using(&one.proxied), one, two, &hooks)
-        .await
-        .unwrap_err();
-    (err, hooks.load(Ordering::SeqCst))
+/// A best-effort transfer; returns its result and which hooks ran.
+async fn transfer(one: &Side, two: &Side) -> (Result<()>, Hooks) {
+    let hooks = Hooks::default();
+    let result = transfer_in(ConnectionManager::using(&one.proxied), one, two, &hooks).await;
+    (result, hooks)
+}
+
+/// The two sides of a transfer, the events of every unit, and the proxy of the side under fault.
+struct Run {
+    one: Side,
+    two: Side,
+    events: Arc<Events>,
+    observer: activerecord::ObserverId,
+}
+
+impl Run {
+    async fn new(first: Backend, second: Backend, label: &str, markers: bool) -> Run {
+        let events = Arc::new(Events::default());
+        let observer = ConnectionManager::observe(events.clone());
+        Run {
+            one: side(first, &format!("{label}_1"), markers).await,
+            two: side(second, &format!("{label}_2"), markers).await,
+            events,
+            observer,
+        }
+    }
+
+    fn side(&self, which: Which) -> &Side {
+        match which {
+            Which::Root => &self.one,
+            Which::Joined => &self.two,
+        }
+    }
+
+    /// The rows each database has: 1 where the transfer committed.
+    async fn rows(&self) -> (i64, i64) {
+        (
+            Movement::count(&self.one.direct).await.unwrap(),
+            Movement::count(&self.two.direct).await.unwrap(),
+        )
+    }
+
+    /// The events of the unit begun on the root side.
+    fn unit_events(&self) -> Vec<EventKind> {
+        self.events.of_unit_begun_on(&self.one.proxied)
+    }
+
+    /// Checks that nothing is left open on either side, and stops observing.
+    async fn finish(self) {
+        ConnectionManager::unobserve(self.observer);
+        assert_no_open_transactions(&self.one.direct).await;
+        assert_no_open_transactions(&self.two.direct).await;
+    }
+}
+
+/// Which database of the transfer a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Root,
+    Joined,
+}
+
+/// A transfer whose `which` COMMIT answer is dropped after the server committed, with markers: the
+/// session is ended, the marker found, and the transfer goes on to commit everywhere.
+async fn lose_an_answer_resolved(first: Backend, second: Backend, which: Which) -> Result<()> {
+    let run = Run::new(first, second, &format!("resolved_{which:?}"), true).await;
+    let faulty = run.side(which);
+    let armed = faulty
+        .proxy
+        .arm(Trigger::statement("COMMIT"), Fault::DropAnswerAndClose);
+    let (result, hooks) = transfer(&run.one, &run.two).await;
+    assert_eq!(armed.fired(), 1);
+    result.expect("the lost answer is resolved as committed, and the transfer commits");
+    assert_eq!(hooks.ran(), ["after commit"]);
+    assert_eq!(run.rows().await, (1, 1));
+    let events = run.unit_events();
+    let lost = faulty.proxied.clone();
+    let unknown_at = events
+        .iter()
+        .position(|e| {
+            *e == EventKind::OutcomeUnknown {
+                connection: lost.clone(),
+            }
+        })
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(
+        events[unknown_at + 1],
+        EventKind::Committed { connection: lost },
+        "then resolved"
+    );
+    assert_eq!(
+        events.last(),
+        Some(&EventKind::Ended {
+            outcome: UnitOutcome::Committed
+        })
+    );
+    run.finish().await;
+    Ok(())
+}
+
+/// Case 1: the root database's COMMIT reached the server and its answer was lost.
+async fn a_lost_answer_to_the_first_commit_is_resolved_as_committed(first: Backend, second: Backend) -> Result<()> {
+    lose_an_answer_resolved(first, second, Which::Root).await
+}
+
+/// Case 2: the joined database's COMMIT answer was lost after the root committed.
+async fn a_lost_answer_to_the_joined_commit_is_resolved_as_committed(first: Backend, second: Backend) -> Result<()> {
+    lose_an_answer_resolved(first, second, Which::Joined).await
+}
+
+/// The root's `COMMIT` never reaches its server (the connection is cut before it): once the
+/// session is gone and no marker is there, the root is known rolled back; nothing committed, so
+/// the joined one is rolled back and the error is plain.
+async fn a_first_commit_that_never_reached_the_server_is_a_plain_error(first: Backend, second: Backend) -> Result<()> {
+    let run = Run::new(first, second, "cut_root", true).await;
+    let armed = run
+        .one
+        .proxy
+        .arm(Trigger::statement("COMMIT"), Fault::CutBeforeForwarding);
+    let (result, hooks) = transfer(&run.one, &run.two).await;
+    assert_eq!(armed.fired(), 1);
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::ConnectionLost { .. }), "a plain error: {err:?}");
+    assert!(err.is_transient(), "nothing committed anywhere: safe to retry");
+    assert_eq!(hooks.ran(), ["after rollback"]);
+    assert_eq!(run.rows().await, (0, 0));
+    let events = run.unit_events();
+    assert!(
+        events.contains(&EventKind::RolledBack {
+            connection: run.one.proxied.clone()
+        }),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last(),
+        Some(&EventKind::Ended {
+            outcome: UnitOutcome::RolledBack
+        })
+    );
+    run.finish().await;
+    Ok(())
+}
+
+/// The joined database's `COMMIT` never reaches its server, after the root committed: a partial
+/// commit with the true list (never "unknown", never "committed").
+async fn a_joined_commit_that_never_reached_the_server_is_a_partial_commit(
+    first: Backend,
+    second: Backend,
+) -> Result<()> {
+    let run = Run::new(first, second, "cut_joined", true).await;
+    let armed = run
+        .two
+        .proxy
+        .arm(Trigger::statement("COMMIT"), Fault::CutBeforeForwarding);
+    let (result, hooks) = transfer(&run.one, &run.two).await;
+    assert_eq!(armed.fired(), 1);
+    let err = result.unwrap_err();
+    let Error::PartialCommit(report) = &err else {
+        panic!("expected a partial commit, got {err:?}")
+    };
+    assert_eq!(report.committed(), [run.one.proxied.as_str()]);
+    assert_eq!(report.rolled_back(), [run.two.proxied.as_str()]);
+    assert!(!err.is_transient());
+    assert!(hooks.ran().is_empty(), "no hook describes a partial commit");
+    assert_eq!(run.rows().await, (1, 0));
+    assert_eq!(
+        run.unit_events().last(),
+        Some(&EventKind::Ended {
+            outcome: UnitOutcome::Mixed
+        })
+    );
+    run.finish().await;
+    Ok(())
 }
 
 /// Checks the error of a unit whose `unknown` database lost its COMMIT answer, against the events.
-fn check_unknown(err: &Error, expected: &[(&str, DatabaseOutcome)], events: &Events) {
+fn check_unknown(err: &Error, expected: &[(&str, DatabaseOutcome)], events: &[EventKind]) {
     let Error::OutcomeUnknown(report) = err else {
         panic!("expected an unknown outcome, got {err:?}")
     };
@@ -134,106 +332,281 @@ fn check_unknown(err: &Error, expected: &[(&str, DatabaseOutcome)], events: &Eve
     assert!(!err.is_transient(), "retrying could apply the transfer twice");
     let message = err.to_string();
     assert!(
-        message.contains("unknown") && message.contains(&report.unit),
+        message.contains("unknown") && message.contains(&report.unit) && message.contains("resolve_outcomes"),
         "{message}"
     );
     let unknown = report.unknown()[0].to_owned();
-    let kinds = events.of(&report.unit);
+    assert_eq!(report.sessions.len(), 1, "the session to end before resolving later");
     assert!(
-        kinds.contains(&EventKind::OutcomeUnknown {
+        events.contains(&EventKind::OutcomeUnknown {
             connection: unknown.clone()
         }),
-        "{kinds:?}"
+        "{events:?}"
     );
     assert!(
-        !kinds.contains(&EventKind::RolledBack { connection: unknown }),
-        "an unknown outcome is never reported as rolled back: {kinds:?}"
+        !events.contains(&EventKind::RolledBack { connection: unknown }),
+        "an unknown outcome is never reported as rolled back: {events:?}"
     );
     assert_eq!(
-        kinds.last(),
+        events.last(),
         Some(&EventKind::Ended {
             outcome: UnitOutcome::Unknown
         })
     );
 }
 
-/// Which database's COMMIT answer the proxy drops.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Lost {
-    Root,
-    Joined,
-}
-
-/// A transfer whose `lost` COMMIT answer is dropped after the server committed: the error says
-/// that database is unknown, the others are as they truly are, and the rows agree.
-async fn lose_a_commit_answer(first: Backend, second: Backend, lost: Lost) -> Result<()> {
-    let events = Arc::new(Events::default());
-    let observer = ConnectionManager::observe(events.clone());
-    let label = if lost == Lost::Root { "lost_root" } else { "lost_joined" };
-    let one = side(first, &format!("{label}_1")).await;
-    let two = side(second, &format!("{label}_2")).await;
-    let faulty = if lost == Lost::Root { &one } else { &two };
-    let armed = faulty
+/// A transfer whose `which` COMMIT answer is dropped after the server committed, on databases
+/// without the marker table: the outcome cannot be found out, and the error says it is unknown.
+async fn lose_an_answer_unresolved(first: Backend, second: Backend, which: Which) -> Result<()> {
+    let run = Run::new(first, second, &format!("unmarked_{which:?}"), false).await;
+    let armed = run
+        .side(which)
         .proxy
         .arm(Trigger::statement("COMMIT"), Fault::DropAnswerAndClose);
-    let (err, hooks) = transfer(&one, &two).await;
-    ConnectionManager::unobserve(observer);
+    let (result, hooks) = transfer(&run.one, &run.two).await;
     assert_eq!(armed.fired(), 1);
-    let (root, joined, joined_rows) = match lost {
+    let (root, joined, joined_rows) = match which {
         // The root's commit is first: the joined database was then rolled back.
-        Lost::Root => (DatabaseOutcome::Unknown, DatabaseOutcome::RolledBack, 0),
+        Which::Root => (DatabaseOutcome::Unknown, DatabaseOutcome::RolledBack, 0),
         // The root had committed; the joined database's commit reached the server too.
-        Lost::Joined => (DatabaseOutcome::Committed, DatabaseOutcome::Unknown, 1),
+        Which::Joined => (DatabaseOutcome::Committed, DatabaseOutcome::Unknown, 1),
     };
-    check_unknown(&err, &[(&one.proxied, root), (&two.proxied, joined)], &events);
-    assert_eq!(hooks, 0, "neither hook describes an unknown outcome");
-    assert_eq!(Movement::count(&one.direct).await?, 1, "the server committed the root");
-    assert_eq!(Movement::count(&two.direct).await?, joined_rows);
-    assert_no_open_transactions(&one.direct).await;
-    assert_no_open_transactions(&two.direct).await;
+    let err = result.unwrap_err();
+    check_unknown(
+        &err,
+        &[(&run.one.proxied, root), (&run.two.proxied, joined)],
+        &run.unit_events(),
+    );
+    assert!(hooks.ran().is_empty(), "neither hook describes an unknown outcome");
+    assert_eq!(
+        run.rows().await,
+        (1, joined_rows),
+        "the server committed the unknown one"
+    );
+    // Once the marker table exists, a later call can find out; here there is no marker to find,
+    // which after the session is gone the call can only read as "rolled back": so it is run only
+    // where that is true, to show the call's shape.
+    if let (Error::OutcomeUnknown(report), Which::Root) = (&err, which) {
+        assert_eq!(report.sessions.len(), 1);
+    }
+    run.finish().await;
     Ok(())
 }
 
-/// Case 1 of issue 11: the root database's COMMIT reached the server and its answer was lost. The
-/// root committed; the joined database was rolled back; the error says the root is unknown.
-async fn a_lost_answer_to_the_first_commit_is_unknown(first: Backend, second: Backend) -> Result<()> {
-    lose_a_commit_answer(first, second, Lost::Root).await
+async fn without_markers_a_lost_first_answer_stays_unknown(first: Backend, second: Backend) -> Result<()> {
+    lose_an_answer_unresolved(first, second, Which::Root).await
 }
 
-/// Case 2 of issue 11: the joined database's COMMIT answer was lost after the root committed.
-/// Both committed; the error says the root committed and the joined one is unknown (never
-/// "rolled back": repairing from that would apply the transfer twice).
-async fn a_lost_answer_to_the_joined_commit_is_unknown(first: Backend, second: Backend) -> Result<()> {
-    lose_a_commit_answer(first, second, Lost::Joined).await
+async fn without_markers_a_lost_joined_answer_stays_unknown(first: Backend, second: Backend) -> Result<()> {
+    lose_an_answer_unresolved(first, second, Which::Joined).await
 }
 
-/// Case 5 of issue 11: a two-phase unit whose future is dropped after its decision was logged,
-/// while the first `COMMIT PREPARED` is in flight. The unit finishes phase two in the background:
-/// both branches commit, the after-commit hook runs (never the after-rollback one), and the unit's
-/// last event says committed.
+/// Case 3: the caller's future is dropped (a timeout, a `select!`) while the root's COMMIT is in
+/// flight. The unit finishes in the background: the root commits when its answer comes, the joined
+/// database commits after it, the after-commit hook runs and the last event says committed.
+async fn a_unit_dropped_during_its_first_commit_finishes_in_the_background(
+    first: Backend,
+    second: Backend,
+) -> Result<()> {
+    let run = Run::new(first, second, "dropped_commit", true).await;
+    let armed = run.one.proxy.arm(Trigger::statement("COMMIT"), Fault::HoldAnswer);
+    let hooks = Hooks::default();
+    tokio::select! {
+        done = transfer_in(ConnectionManager::using(&run.one.proxied), &run.one, &run.two, &hooks) => {
+            panic!("the unit ended while its first COMMIT was held: {done:?}")
+        }
+        () = armed.wait_fired() => {} // the caller stops waiting here
+    }
+    assert!(hooks.ran().is_empty(), "nothing is known yet");
+    run.one.proxy.release();
+    let ended = run.events.wait_for_end(&run.one.proxied).await;
+    assert_eq!(ended, UnitOutcome::Committed);
+    assert_eq!(hooks.ran(), ["after commit"]);
+    assert_eq!(run.rows().await, (1, 1));
+    run.finish().await;
+    Ok(())
+}
+
+/// Case 3 with the answer lost as well: the caller stops waiting while the joined database's
+/// COMMIT is in flight, and its answer never comes (the connection is cut after the server
+/// committed). The background task resolves it from the marker: committed everywhere.
+async fn a_unit_dropped_while_a_lost_answer_is_resolved_finishes_in_the_background(
+    first: Backend,
+    second: Backend,
+) -> Result<()> {
+    let run = Run::new(first, second, "dropped_lost", true).await;
+    let held = run.two.proxy.arm(Trigger::statement("COMMIT"), Fault::HoldAnswer);
+    let hooks = Hooks::default();
+    tokio::select! {
+        done = transfer_in(ConnectionManager::using(&run.one.proxied), &run.one, &run.two, &hooks) => {
+            panic!("the unit ended while the joined COMMIT was held: {done:?}")
+        }
+        () = held.wait_fired() => {}
+    }
+    // The held answer is thrown away with the connection once the server committed (its answer
+    // is held, so it runs the whole batch): the client never hears of it.
+    while Movement::count(&run.two.direct).await? == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    run.two.proxy.cut_all();
+    let ended = run.events.wait_for_end(&run.one.proxied).await;
+    assert_eq!(ended, UnitOutcome::Committed, "{:?}", run.unit_events());
+    assert_eq!(hooks.ran(), ["after commit"]);
+    assert_eq!(run.rows().await, (1, 1));
+    assert!(
+        run.unit_events().contains(&EventKind::OutcomeUnknown {
+            connection: run.two.proxied.clone()
+        }),
+        "the lost answer was seen as such before it was resolved"
+    );
+    run.finish().await;
+    Ok(())
+}
+
+/// Case 5: a two-phase unit whose future is dropped after its decision was logged, while the
+/// first `COMMIT PREPARED` is in flight. The unit finishes phase two in the background: both
+/// branches commit, the after-commit hook runs (never the after-rollback one), and the unit's last
+/// event says committed.
 async fn a_two_phase_unit_dropped_after_its_decision_commits_and_runs_no_rollback_hook(
     first: Backend,
     second: Backend,
 ) -> Result<()> {
-    let _coordinator = coordinator().await;
-    let events = Arc::new(Events::default());
-    let observer = ConnectionManager::observe(events.clone());
-    let one = side(first, "decided_drop_1").await;
-    let two = side(second, "decided_drop_2").await;
-    let armed = one.proxy.arm(Trigger::statement("COMMIT PREPARED"), Fault::HoldAnswer);
-    let hooks = Arc::new(AtomicUsize::new(0));
-    let unit = transfer_in(ConnectionManager::using(&one.proxied).two_phase(), &one, &two, &hooks);
+    coordinator().await;
+    let run = Run::new(first, second, "decided_drop", false).await;
+    let finish = match first {
+        Backend::Postgres => "COMMIT PREPARED",
+        _ => "XA COMMIT",
+    };
+    let armed = run.one.proxy.arm(Trigger::statement(finish), Fault::HoldAnswer);
+    let hooks = Hooks::default();
+    let unit = transfer_in(
+        ConnectionManager::using(&run.one.proxied).two_phase(),
+        &run.one,
+        &run.two,
+        &hooks,
+    );
     tokio::select! {
-        done = unit => panic!("the unit ended while its first COMMIT PREPARED was held: {done:?}"),
+        done = unit => panic!("the unit ended while its first phase-two commit was held: {done:?}"),
         () = armed.wait_fired() => {} // the future is dropped here, after the decision
     }
-    assert_eq!(hooks.load(Ordering::SeqCst), 0, "nothing is known yet");
-    one.proxy.release();
-    let ended = events.wait_for_end(&one.proxied).await;
-    ConnectionManager::unobserve(observer);
+    assert!(hooks.ran().is_empty(), "nothing is known yet");
+    run.one.proxy.release();
+    let ended = run.events.wait_for_end(&run.one.proxied).await;
     assert_eq!(ended, UnitOutcome::Committed, "finished in the background");
-    assert_eq!(hooks.load(Ordering::SeqCst), 1, "the after-commit hook, and only it");
-    assert_eq!(Movement::count(&one.direct).await?, 1, "committed");
-    assert_eq!(Movement::count(&two.direct).await?, 1, "committed in the background");
+    assert_eq!(hooks.ran(), ["after commit"]);
+    assert_eq!(run.rows().await, (1, 1));
+    assert_eq!(prepared_count(&run.one.direct).await, 0);
+    assert_eq!(prepared_count(&run.two.direct).await, 0);
+    run.finish().await;
+    Ok(())
+}
+
+/// Case 4: the answer to the joined database's `PREPARE TRANSACTION` / `XA PREPARE` is lost
+/// after the server prepared the branch. Once its session is gone the branch is rolled back by its
+/// id, at once: no prepared branch is left holding its locks until recovery's grace period, and
+/// the next transfer on the same accounts goes through.
+async fn a_lost_prepare_answer_is_rolled_back_at_once(first: Backend, second: Backend) -> Result<()> {
+    coordinator().await;
+    let run = Run::new(first, second, "lost_prepare", false).await;
+    let prepare = match second {
+        Backend::Postgres => "PREPARE TRANSACTION",
+        _ => "XA PREPARE",
+    };
+    let armed = run
+        .two
+        .proxy
+        .arm(Trigger::statement(prepare), Fault::DropAnswerAndClose);
+    let hooks = Hooks::default();
+    let result = transfer_in(
+        ConnectionManager::using(&run.one.proxied).two_phase(),
+        &run.one,
+        &run.two,
+        &hooks,
+    )
+    .await;
+    assert_eq!(armed.fired(), 1);
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, Error::ConnectionLost { .. }),
+        "nothing committed: a plain error, {err:?}"
+    );
+    assert_eq!(hooks.ran(), ["after rollback"]);
+    assert_eq!(run.rows().await, (0, 0));
+    assert_eq!(prepared_count(&run.one.direct).await, 0);
+    assert_eq!(
+        prepared_count(&run.two.direct).await,
+        0,
+        "the prepared branch was rolled back by its id"
+    );
+    // The accounts are free: the same transfer now commits.
+    transfer_in(
+        ConnectionManager::using(&run.one.proxied).two_phase(),
+        &run.one,
+        &run.two,
+        &Hooks::default(),
+    )
+    .await?;
+    assert_eq!(run.rows().await, (1, 1));
+    run.finish().await;
+    Ok(())
+}
+
+/// The server sessions of the current database, other than the asking one, that are running a
+/// statement (PostgreSQL: waiting on a lock).
+async fn waiting_sessions(db: &Database) -> i64 {
+    let sql = match db.backend() {
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+        }
+        _ => {
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() \
+             AND ID <> CONNECTION_ID() AND COMMAND <> 'Sleep'"
+        }
+    };
+    fetch_column::<i64, _>(db, sql).await.unwrap()[0]
+}
+
+/// Case 6: a scope's future is dropped (a timeout) while its statement waits on a row lock. The
+/// statement is ended on the server at once, with its session: it does not wait on until a lock
+/// timeout (on PostgreSQL: forever), and does not take the row when the holder lets it go.
+async fn a_statement_abandoned_while_waiting_on_a_lock_is_ended_on_the_server(backend: Backend) -> Result<()> {
+    let name = format!("abandoned_{backend:?}").to_lowercase();
+    let (db, ids) = bank(backend, &name, &["owner"]).await;
+    let account = ids[0];
+    // Another session holds the row.
+    let holder = ConnectionManager::using(&name);
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let holding = tokio::spawn(holder.transaction(async move |tx| {
+        testkit::bank::Account::find_for_update(tx, account).await?;
+        locked_tx.send(()).unwrap();
+        release_rx.await.unwrap();
+        Ok::<_, Error>(())
+    }));
+    locked_rx.await.unwrap();
+    let waiter = ConnectionManager::using(&name).transaction(async |tx| {
+        testkit::bank::Account::find_for_update(tx, account).await?;
+        Movement::record(tx, account, -10).await?;
+        Ok::<_, Error>(())
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), waiter).await.is_err(),
+        "the waiter waits on the lock"
+    );
+    // The abandoned statement is ended from the control connection.
+    let mut waiting = waiting_sessions(&db).await;
+    for _ in 0..500 {
+        if waiting == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waiting = waiting_sessions(&db).await;
+    }
+    assert_eq!(waiting, 0, "no statement of the dropped scope still runs on the server");
+    release_tx.send(()).unwrap();
+    holding.await.unwrap()?;
+    assert_eq!(Movement::count(&db).await?, 0, "the abandoned scope wrote nothing");
+    assert_no_open_transactions(&db).await;
     Ok(())
 }

@@ -68,7 +68,7 @@ async fn pair(first: Backend, second: Backend, label: &str) -> Pair {
     }
 }
 
-async fn prepared_count(db: &Database) -> usize {
+pub(crate) async fn prepared_count(db: &Database) -> usize {
     match db.backend() {
         Backend::Postgres => {
             let n: Vec<i64> = fetch_column(

@@ -3,6 +3,6 @@
 -- that sent the COMMIT is gone (see docs/transactions.md, "Outcomes").
 CREATE TABLE activerecord_markers (
     unit_id VARCHAR(64) PRIMARY KEY,
-    created_ms BIGINT NOT NULL
+    created_ms BIGINT NOT NULL,
+    INDEX activerecord_markers_created (created_ms)
 );
-CREATE INDEX activerecord_markers_created ON activerecord_markers (created_ms);

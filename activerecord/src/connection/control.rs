@@ -17,6 +17,9 @@ use std::time::Duration;
 /// How long [`Database::fence`] waits between two looks at the server's session list.
 const FENCE_POLL: Duration = Duration::from_millis(2);
 
+/// How long ending an abandoned session may take before the background task gives up on it.
+const ABANDONED_WITHIN: Duration = Duration::from_secs(5);
+
 /// The control connection's slot: `None` until first use, or after a failure.
 #[derive(Default)]
 pub(super) struct Control {
@@ -96,8 +99,16 @@ impl Database {
     pub(crate) fn end_abandoned_session(&self, session: u64) {
         let database = self.clone();
         super::background::spawn(async move {
-            if let Err(e) = database.fence(session).await {
-                tracing::warn!(connection = database.name(), session, error = %e, "could not end an abandoned session: the server ends it when it notices the closed connection");
+            match tokio::time::timeout(ABANDONED_WITHIN, database.fence(session)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(connection = database.name(), session, error = %e, "could not end an abandoned session: the server ends it when it notices the closed connection")
+                }
+                Err(_) => tracing::warn!(
+                    connection = database.name(),
+                    session,
+                    "an abandoned session did not end in time: the server ends it when it notices the closed connection"
+                ),
             }
         });
     }
