@@ -302,17 +302,6 @@ pub enum Error {
     #[error("{0}")]
     OutcomeUnknown(Box<PartialCommit>),
 
-    /// A two-phase commit whose outcome is not final yet: its branches are prepared and recovery
-    /// ([`Coordinator::recover`](crate::two_phase::Coordinator::recover)) will resolve them by
-    /// the decision log.
-    #[error("two-phase transaction {gtrid} is in doubt: {message}")]
-    InDoubt {
-        /// The global transaction id.
-        gtrid: String,
-        /// What is known and what recovery will do.
-        message: String,
-    },
-
     /// An [`Observer`](crate::Observer) failed on the event sent before a unit of work's final
     /// commits, so the unit was rolled back: nothing was committed.
     #[error("unit of work {unit} was rolled back because an observer refused it: {source}")]
@@ -470,10 +459,25 @@ pub struct PartialCommit {
     pub failed: String,
     /// Why that commit failed.
     pub cause: Error,
-    /// For each database whose outcome is unknown, the server session that sent its `COMMIT`:
-    /// what [`ConnectionManager::resolve_outcomes`](crate::ConnectionManager::resolve_outcomes)
-    /// ends before it looks for the unit's commit marker.
+    /// For each database whose outcome is unknown and whose `COMMIT` carried the unit's commit
+    /// marker, the server session that sent it: what
+    /// [`ConnectionManager::resolve_outcomes`](crate::ConnectionManager::resolve_outcomes) ends
+    /// before it looks for the marker. A database missing here cannot be resolved from markers.
     pub sessions: Vec<(String, u64)>,
+}
+
+impl Error {
+    /// The per-database report of a unit of work that ended partial, decided or unknown.
+    ///
+    /// ```
+    /// assert!(activerecord::Error::rejected("no").report().is_none());
+    /// ```
+    pub fn report(&self) -> Option<&PartialCommit> {
+        match self {
+            Error::PartialCommit(report) | Error::OutcomeUnknown(report) => Some(report),
+            _ => None,
+        }
+    }
 }
 
 impl PartialCommit {
@@ -505,7 +509,14 @@ impl PartialCommit {
 impl fmt::Display for PartialCommit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let unknown = !self.unknown().is_empty();
-        if unknown {
+        let decided = self.with_outcome(DatabaseOutcome::Decided);
+        if !unknown && !decided.is_empty() {
+            write!(
+                f,
+                "unit of work {}: the commit decision is durable, and phase two of {:?} failed ({})",
+                self.unit, self.failed, self.cause
+            )?;
+        } else if unknown {
             write!(
                 f,
                 "unit of work {}: the outcome of {:?} is unknown: its COMMIT was sent and no answer came ({})",
@@ -520,7 +531,9 @@ impl fmt::Display for PartialCommit {
         }
         let each: Vec<String> = self.outcomes.iter().map(|(name, o)| format!("{name} {o}")).collect();
         write!(f, "; {}", each.join(", "))?;
-        if unknown {
+        if !unknown && !decided.is_empty() {
+            f.write_str("; recovery (Coordinator::recover) commits the decided branches: do not repair by hand")
+        } else if unknown {
             f.write_str(
                 "; find out later with ConnectionManager::resolve_outcomes (it reads the unit's commit markers), \
                  or look at the data of the unknown databases before repairing anything: retrying could apply the work twice",

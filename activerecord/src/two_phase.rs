@@ -299,32 +299,24 @@ impl Coordinator {
                     return Settled::RolledBack(cause);
                 }
                 Err(_) => {
-                    return Settled::Mixed(in_doubt(
-                        gtrid,
-                        "the commit decision could not be written or read back",
-                        &cause,
-                    ));
+                    // The decision may be durable or not: every branch is unknown until recovery
+                    // reads the log.
+                    return Settled::Unknown(Error::OutcomeUnknown(Box::new(commit.unknown_report(cause))));
                 }
             }
         }
         commit.decided(gtrid).await;
 
-        let mut pending = Vec::new();
-        for (i, participant) in branches.iter().enumerate() {
+        let mut first_failure = None;
+        for i in 0..branches.len() {
             if let Err(failure) = commit.commit_one(i).await {
-                pending.push(format!("{} ({})", participant.name(), failure.cause));
+                first_failure.get_or_insert((i, failure));
             }
         }
-        if !pending.is_empty() {
-            let message = format!(
-                "the commit decision is logged and recovery will commit the rest; not committed yet: {}",
-                pending.join(", ")
-            );
-            tracing::warn!(gtrid, %message, "two-phase commit incomplete");
-            return Settled::Mixed(Error::InDoubt {
-                gtrid: gtrid.to_owned(),
-                message,
-            });
+        if let Some((failed, failure)) = first_failure {
+            let report = commit.report_failure(failed, failure);
+            tracing::warn!(gtrid, unit = %report.unit, outcomes = ?report.outcomes, "two-phase commit decided, not applied everywhere yet: recovery commits the rest");
+            return Settled::Mixed(Error::PartialCommit(Box::new(report)));
         }
         // Forgetting the decision is housekeeping: recovery removes it if this fails.
         let _ = Decision::query()
@@ -479,13 +471,6 @@ impl Coordinator {
             None => Vec::new(),
         };
         Ok(branches)
-    }
-}
-
-fn in_doubt(gtrid: &str, what: &str, cause: &Error) -> Error {
-    Error::InDoubt {
-        gtrid: gtrid.to_owned(),
-        message: format!("{what} ({cause}); the branches stay prepared until recovery resolves them by the log"),
     }
 }
 

@@ -26,6 +26,7 @@ test_matrix!([postgres_and_mariadb, mariadb_and_postgres] =>
     a_joined_commit_that_never_reached_the_server_is_a_partial_commit,
     without_markers_a_lost_first_answer_stays_unknown,
     without_markers_a_lost_joined_answer_stays_unknown,
+    an_outcome_left_unknown_is_resolved_later_from_its_marker,
     a_unit_dropped_during_its_first_commit_finishes_in_the_background,
     a_unit_dropped_while_a_lost_answer_is_resolved_finishes_in_the_background,
 );
@@ -121,11 +122,13 @@ impl Events {
 struct Hooks(Arc<Mutex<Vec<&'static str>>>);
 
 impl Hooks {
-    /// Registers an after-commit and an after-rollback hook on `tx`.
+    /// Registers an after-commit and an after-rollback hook on `tx`, and a handler of a partial
+    /// or unknown outcome.
     fn register(&self, tx: &activerecord::Tx) {
-        let (committed, rolled_back) = (self.0.clone(), self.0.clone());
+        let (committed, rolled_back, reported) = (self.0.clone(), self.0.clone(), self.0.clone());
         tx.after_commit(move || committed.lock().unwrap().push("after commit"));
         tx.after_rollback(move || rolled_back.lock().unwrap().push("after rollback"));
+        tx.on_partial_outcome(move |_| reported.lock().unwrap().push("outcome handler"));
     }
 
     fn ran(&self) -> Vec<&'static str> {
@@ -310,7 +313,7 @@ async fn a_joined_commit_that_never_reached_the_server_is_a_partial_commit(
     assert_eq!(report.committed(), [run.one.proxied.as_str()]);
     assert_eq!(report.rolled_back(), [run.two.proxied.as_str()]);
     assert!(!err.is_transient());
-    assert!(hooks.ran().is_empty(), "no hook describes a partial commit");
+    assert_eq!(hooks.ran(), ["outcome handler"], "no hook describes a partial commit");
     assert_eq!(run.rows().await, (1, 0));
     assert_eq!(
         run.unit_events().last(),
@@ -336,7 +339,10 @@ fn check_unknown(err: &Error, expected: &[(&str, DatabaseOutcome)], events: &[Ev
         "{message}"
     );
     let unknown = report.unknown()[0].to_owned();
-    assert_eq!(report.sessions.len(), 1, "the session to end before resolving later");
+    assert!(
+        report.sessions.is_empty(),
+        "no marker was written: nothing to resolve from later"
+    );
     assert!(
         events.contains(&EventKind::OutcomeUnknown {
             connection: unknown.clone()
@@ -377,18 +383,21 @@ async fn lose_an_answer_unresolved(first: Backend, second: Backend, which: Which
         &[(&run.one.proxied, root), (&run.two.proxied, joined)],
         &run.unit_events(),
     );
-    assert!(hooks.ran().is_empty(), "neither hook describes an unknown outcome");
+    assert_eq!(
+        hooks.ran(),
+        ["outcome handler"],
+        "neither hook describes an unknown outcome"
+    );
     assert_eq!(
         run.rows().await,
         (1, joined_rows),
         "the server committed the unknown one"
     );
-    // Once the marker table exists, a later call can find out; here there is no marker to find,
-    // which after the session is gone the call can only read as "rolled back": so it is run only
-    // where that is true, to show the call's shape.
-    if let (Error::OutcomeUnknown(report), Which::Root) = (&err, which) {
-        assert_eq!(report.sessions.len(), 1);
-    }
+    // Created now, the marker table holds no marker of the unit: resolving later must not read
+    // that as "rolled back".
+    activerecord::migrate::run(&run.side(which).direct).await?;
+    let report = err.report().expect("an unknown outcome carries its report");
+    assert_eq!(ConnectionManager::resolve_outcomes(report).await?, report.outcomes);
     run.finish().await;
     Ok(())
 }
@@ -399,6 +408,53 @@ async fn without_markers_a_lost_first_answer_stays_unknown(first: Backend, secon
 
 async fn without_markers_a_lost_joined_answer_stays_unknown(first: Backend, second: Backend) -> Result<()> {
     lose_an_answer_unresolved(first, second, Which::Joined).await
+}
+
+/// The root's COMMIT answer is lost and its session cannot be ended (every statement that would
+/// end it is cut on its way): the outcome stays unknown, and the report carries what a later call
+/// needs. Once the database can be reached again, `resolve_outcomes` ends the session, finds the
+/// marker and says the root committed.
+async fn an_outcome_left_unknown_is_resolved_later_from_its_marker(first: Backend, second: Backend) -> Result<()> {
+    let run = Run::new(first, second, "resolved_later", true).await;
+    let lost = run
+        .one
+        .proxy
+        .arm(Trigger::statement("COMMIT"), Fault::DropAnswerAndClose);
+    let fence = match first {
+        Backend::Postgres => "pg_terminate_backend",
+        _ => "KILL CONNECTION",
+    };
+    let unreachable = run
+        .one
+        .proxy
+        .arm(Trigger::contains(fence).every_time(), Fault::CutBeforeForwarding);
+    let (result, hooks) = transfer(&run.one, &run.two).await;
+    assert_eq!(lost.fired(), 1);
+    assert!(unreachable.fired() >= 1, "the library tried to end the session");
+    let err = result.unwrap_err();
+    let report = match &err {
+        Error::OutcomeUnknown(report) => report,
+        _ => panic!("expected an unknown outcome, got {err:?}"),
+    };
+    let expected_now = [
+        (run.one.proxied.clone(), DatabaseOutcome::Unknown),
+        (run.two.proxied.clone(), DatabaseOutcome::RolledBack),
+    ];
+    assert_eq!(report.outcomes, expected_now);
+    assert_eq!(report.sessions.len(), 1);
+    assert_eq!(hooks.ran(), ["outcome handler"]);
+    assert_eq!(run.rows().await, (1, 0), "the root did commit");
+    run.one.proxy.disarm_all();
+    let resolved = ConnectionManager::resolve_outcomes(report).await?;
+    assert_eq!(
+        resolved,
+        [
+            (run.one.proxied.clone(), DatabaseOutcome::Committed),
+            (run.two.proxied.clone(), DatabaseOutcome::RolledBack),
+        ]
+    );
+    run.finish().await;
+    Ok(())
 }
 
 /// Case 3: the caller's future is dropped (a timeout, a `select!`) while the root's COMMIT is in

@@ -28,7 +28,9 @@ impl ConnectionManager {
     /// Finds out what became of the databases whose outcome `report` left unknown: ends the
     /// server session that sent each `COMMIT` (if it still lives), waits until it is gone, then
     /// looks for the unit's commit marker. Returns every database's outcome; a database that
-    /// cannot be reached within 5 s stays [`DatabaseOutcome::Unknown`] (call again later).
+    /// cannot be reached within 5 s stays [`DatabaseOutcome::Unknown`] (call again later), and so
+    /// does one whose `COMMIT` carried no marker (its marker table did not exist then: see
+    /// [`migrate::run`](crate::migrate::run)).
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
@@ -49,16 +51,18 @@ impl ConnectionManager {
             if *outcome != DatabaseOutcome::Unknown {
                 continue;
             }
-            let database = ConnectionManager::get(connection)?;
-            let session = report
+            // Only a COMMIT that carried the marker can be resolved by looking for it.
+            let Some(session) = report
                 .sessions
                 .iter()
                 .find(|(name, _)| name == connection)
-                .map(|(_, session)| *session);
+                .map(|(_, session)| *session)
+            else {
+                continue;
+            };
+            let database = ConnectionManager::get(connection)?;
             let found = tokio::time::timeout(RESOLVE_WITHIN, async {
-                if let Some(session) = session {
-                    database.fence(session).await?;
-                }
+                database.fence(session).await?;
                 database.has_marker(unit).await
             })
             .await;

@@ -37,7 +37,7 @@ pub(crate) use unit::{Commit, CommitProtocol, Settled};
 
 use crate::connection::{ConnectionManager, Database};
 use crate::context::context;
-use crate::error::{Error, Result};
+use crate::error::{Error, PartialCommit, Result};
 use crate::executor::{Resolve, Target};
 pub(crate) use best_effort::BestEffort;
 use events::Observers;
@@ -352,6 +352,53 @@ impl Tx {
     /// commit of its first database, or its future being dropped).
     pub fn after_rollback(&self, hook: impl FnOnce() + Send + 'static) {
         self.frame.register(UnitOutcome::RolledBack, Box::new(hook));
+    }
+
+    /// Runs `handler` with the per-database report when the unit of work ends with a partial,
+    /// decided (two-phase, not applied everywhere yet) or unknown outcome: the case where neither
+    /// [`after_commit`](Self::after_commit) nor [`after_rollback`](Self::after_rollback) hooks
+    /// run, because neither describes what happened. It runs after the unit's lost answers were
+    /// resolved as far as they could be, also when the scope's future was dropped during the final
+    /// commits (the background task that finishes them runs it). Discarded, like the other hooks,
+    /// if the savepoint or joined scope this handle belongs to rolls back.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::{ConnectionManager, Error};
+    ///
+    /// ConnectionManager::configure("report_doc", "sqlite::memory:").await?;
+    /// ConnectionManager::using("report_doc")
+    ///     .transaction(async |tx| {
+    ///         tx.on_partial_outcome(|report| {
+    ///             eprintln!("unit {} needs attention: {:?}", report.unit, report.outcomes);
+    ///         });
+    ///         Ok::<_, Error>(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_partial_outcome(&self, handler: impl FnOnce(&PartialCommit) + Send + 'static) {
+        self.frame
+            .unit
+            .register_report_handler(self.frame.path.clone(), Box::new(handler));
+    }
+
+    /// The id of the unit of work this scope belongs to: the id its events, its `tracing` events,
+    /// its commit markers and its error reports carry.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::ConnectionManager;
+    ///
+    /// ConnectionManager::configure("unit_id_doc", "sqlite::memory:").await?;
+    /// let id = ConnectionManager::using("unit_id_doc")
+    ///     .transaction(async |tx| Ok::<_, activerecord::Error>(tx.unit_id().clone()))
+    ///     .await?;
+    /// assert!(!id.as_str().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn unit_id(&self) -> &UnitId {
+        self.frame.unit.id()
     }
 
     /// Runs SQL text with no parameters in the transaction. Never put values into this text.

@@ -303,7 +303,7 @@ impl Branch for Participant {
     async fn resolve(&self, unit: &UnitId) -> DatabaseOutcome {
         self.resolve_commit(unit).await
     }
-    fn session(&self) -> Option<u64> {
-        self.tx.session()
+    fn resolvable_session(&self) -> Option<u64> {
+        self.tx.session().filter(|_| self.marked.load(Ordering::SeqCst))
     }
 }

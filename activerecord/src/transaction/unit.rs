@@ -40,8 +40,9 @@ pub(crate) trait Branch: Send + Sync + 'static {
     /// Finds out, within a bound, whether a `COMMIT` of unit `unit` whose answer was lost took
     /// effect: committed, rolled back, or still unknown.
     fn resolve(&self, unit: &UnitId) -> impl Future<Output = DatabaseOutcome> + Send;
-    /// The server session the transaction ran on, to find its outcome out later.
-    fn session(&self) -> Option<u64>;
+    /// The server session that sent the `COMMIT`, when that `COMMIT` carried the unit's marker:
+    /// then its outcome can be found out later. `None` otherwise (a marker lookup would lie).
+    fn resolvable_session(&self) -> Option<u64>;
 }
 
 /// How a unit of work commits its databases: the commit seam. Best effort and two-phase commit
@@ -97,9 +98,19 @@ enum Phase {
 struct Hook {
     /// The frames (scopes) it was registered in, outermost first.
     path: Arc<[u64]>,
-    on: UnitOutcome,
-    run: Box<dyn FnOnce() + Send>,
+    run: HookRun,
 }
+
+/// What a hook runs, and when.
+enum HookRun {
+    /// Once the unit ends with this outcome (committed or rolled back everywhere).
+    On(UnitOutcome, Box<dyn FnOnce() + Send>),
+    /// Once the unit ends partial, decided or unknown, with the per-database report.
+    Report(ReportHandler),
+}
+
+/// A handler of a partial, decided or unknown outcome, given the per-database report.
+pub(crate) type ReportHandler = Box<dyn FnOnce(&PartialCommit) + Send>;
 
 /// Everything that changes, under the one lock.
 struct State<B> {
@@ -245,7 +256,19 @@ impl<B: Branch> UnitOfWork<B> {
     /// Registers `run` to run once the unit ends with `on`, unless a frame of `path` rolls back
     /// first.
     pub(crate) fn register_hook(&self, path: Arc<[u64]>, on: UnitOutcome, run: Box<dyn FnOnce() + Send>) {
-        self.lock().hooks.push(Hook { path, on, run });
+        self.lock().hooks.push(Hook {
+            path,
+            run: HookRun::On(on, run),
+        });
+    }
+
+    /// Registers `handler` to receive the report if the unit ends partial, decided or unknown,
+    /// unless a frame of `path` rolls back first.
+    pub(crate) fn register_report_handler(&self, path: Arc<[u64]>, handler: ReportHandler) {
+        self.lock().hooks.push(Hook {
+            path,
+            run: HookRun::Report(handler),
+        });
     }
 
     /// A savepoint's scope rolled back: the hooks registered in it will never run.
@@ -279,19 +302,19 @@ impl<B: Branch> UnitOfWork<B> {
         let commit = Commit { unit: self, branches };
         match self.protocol.commit(&commit).await {
             Settled::Committed => {
-                self.end(UnitOutcome::Committed).await;
+                self.end(UnitOutcome::Committed, None).await;
                 Ok(())
             }
             Settled::RolledBack(cause) => {
-                self.end(UnitOutcome::RolledBack).await;
+                self.end(UnitOutcome::RolledBack, None).await;
                 Err(cause)
             }
             Settled::Mixed(cause) => {
-                self.end(UnitOutcome::Mixed).await;
+                self.end(UnitOutcome::Mixed, cause.report()).await;
                 Err(cause)
             }
             Settled::Unknown(cause) => {
-                self.end(UnitOutcome::Unknown).await;
+                self.end(UnitOutcome::Unknown, cause.report()).await;
                 Err(cause)
             }
         }
@@ -352,7 +375,7 @@ impl<B: Branch> UnitOfWork<B> {
     pub(crate) async fn rollback(&self) {
         let branches = std::mem::take(&mut self.lock().branches);
         self.rollback_each(&branches).await;
-        self.end(UnitOutcome::RolledBack).await;
+        self.end(UnitOutcome::RolledBack, None).await;
     }
 
     /// Rolls back each of `branches`. A failure is logged, not returned: the connection that failed
@@ -375,15 +398,15 @@ impl<B: Branch> UnitOfWork<B> {
     }
 
     /// Ends the unit with `outcome`, once: the one place that decides which hooks run.
-    async fn end(&self, outcome: UnitOutcome) {
-        if self.settle(outcome) {
+    async fn end(&self, outcome: UnitOutcome, report: Option<&PartialCommit>) {
+        if self.settle(outcome, report) {
             self.report(|| EventKind::Ended { outcome }).await;
         }
     }
 
     /// Moves to `Ended(outcome)` and runs the hooks registered for it, outside the lock; false if
     /// the unit had already ended.
-    fn settle(&self, outcome: UnitOutcome) -> bool {
+    fn settle(&self, outcome: UnitOutcome, report: Option<&PartialCommit>) -> bool {
         let hooks = {
             let mut state = self.lock();
             if matches!(state.phase, Phase::Ended(_)) {
@@ -393,8 +416,12 @@ impl<B: Branch> UnitOfWork<B> {
             state.branches.clear();
             std::mem::take(&mut state.hooks)
         };
-        for hook in hooks.into_iter().filter(|hook| hook.on == outcome) {
-            (hook.run)();
+        for hook in hooks {
+            match (hook.run, report) {
+                (HookRun::On(on, run), _) if on == outcome => run(),
+                (HookRun::Report(handler), Some(report)) => handler(report),
+                _ => {}
+            }
         }
         true
     }
@@ -440,7 +467,9 @@ impl<B: Branch> Drop for UnitOfWork<B> {
             }
             Phase::Committing => UnitOutcome::RolledBack,
         };
-        self.settle(outcome);
+        // Dropped with the runtime (the final commits run in a background task otherwise): no
+        // report exists; the `tracing` event above stands for it.
+        self.settle(outcome, None);
     }
 }
 
@@ -540,7 +569,7 @@ impl<B: Branch> Commit<'_, B> {
             .iter()
             .zip(&outcomes)
             .filter(|(_, (_, outcome))| *outcome == DatabaseOutcome::Unknown)
-            .filter_map(|(branch, (name, _))| branch.session().map(|session| (name.clone(), session)))
+            .filter_map(|(branch, (name, _))| branch.resolvable_session().map(|session| (name.clone(), session)))
             .collect();
         PartialCommit {
             unit: self.unit.id.to_string(),
@@ -551,10 +580,29 @@ impl<B: Branch> Commit<'_, B> {
         }
     }
 
+    /// The report of a unit whose every database's outcome is unknown: prepared, with a decision
+    /// that may or may not be durable (two-phase).
+    pub(crate) fn unknown_report(&self, cause: Error) -> PartialCommit {
+        PartialCommit {
+            unit: self.unit.id.to_string(),
+            outcomes: self
+                .branches
+                .iter()
+                .map(|b| (b.name().to_owned(), DatabaseOutcome::Unknown))
+                .collect(),
+            failed: self.branches[0].name().to_owned(),
+            cause,
+            sessions: Vec::new(),
+        }
+    }
+
     /// Every database's outcome once the `failed`-th database ended with `outcome` and the
-    /// databases not committed by then were rolled back.
-    pub(crate) fn outcomes(&self, failed: usize, outcome: DatabaseOutcome) -> Vec<(String, DatabaseOutcome)> {
-        let committed = self.unit.lock().committed.clone();
+    /// databases not committed by then were rolled back, or, after a durable decision, are decided.
+    fn outcomes(&self, failed: usize, outcome: DatabaseOutcome) -> Vec<(String, DatabaseOutcome)> {
+        let (committed, decided) = {
+            let state = self.unit.lock();
+            (state.committed.clone(), state.decided)
+        };
         self.branches
             .iter()
             .enumerate()
@@ -563,6 +611,7 @@ impl<B: Branch> Commit<'_, B> {
                 let this = match i {
                     _ if i == failed => outcome,
                     _ if committed.contains(&name) => DatabaseOutcome::Committed,
+                    _ if decided => DatabaseOutcome::Decided,
                     _ => DatabaseOutcome::RolledBack,
                 };
                 (name, this)
@@ -652,7 +701,7 @@ mod tests {
                 _ => DatabaseOutcome::Unknown,
             }
         }
-        fn session(&self) -> Option<u64> {
+        fn resolvable_session(&self) -> Option<u64> {
             Some(7)
         }
     }
@@ -701,6 +750,14 @@ mod tests {
             let hooks = hooks.clone();
             unit.register_hook(outer.clone(), on, Box::new(move || hooks.lock().unwrap().push(label)));
         }
+        let reports = hooks.clone();
+        unit.register_report_handler(
+            outer,
+            Box::new(move |report| {
+                assert!(!report.outcomes.is_empty());
+                reports.lock().unwrap().push("report");
+            }),
+        );
         Fixture {
             unit,
             log,
@@ -777,7 +834,11 @@ mod tests {
                 expected_rolled_back,
                 "the refused one and those after it"
             );
-            assert!(f.hooks().is_empty(), "no hook describes a partial commit");
+            assert_eq!(
+                f.hooks(),
+                ["report"],
+                "no hook describes a partial commit: the handler has it"
+            );
         }
     }
 
@@ -807,7 +868,11 @@ mod tests {
             let unknown = report.unknown()[0];
             assert_eq!(report.sessions, [(unknown.to_owned(), 7)], "to resolve it later");
             assert!(!err.is_transient(), "retrying could apply the work twice");
-            assert!(f.hooks().is_empty(), "{answers:?}: no hook for an outcome nobody knows");
+            assert_eq!(
+                f.hooks(),
+                ["report"],
+                "{answers:?}: no hook for an outcome nobody knows"
+            );
             // The commits stop at the unknown one: nothing after it was asked to commit.
             let lost_at = answers.iter().position(|a| *a == lost).unwrap();
             let commits = f.log().iter().filter(|l| l.starts_with("commit")).count();
@@ -866,7 +931,7 @@ mod tests {
                 let expected_hooks: &[&str] = match error {
                     None => &["after commit"],
                     Some("plain") => &["after rollback"],
-                    Some(_) => &[],
+                    Some(_) => &["report"],
                 };
                 let commits_sent = expected
                     .iter()
