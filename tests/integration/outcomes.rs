@@ -34,6 +34,7 @@ test_matrix!([postgres_and_mariadb, mariadb_and_postgres] =>
 test_matrix!([postgres_and_mariadb, mariadb_and_postgres], one_at_a_time(SERIAL) =>
     a_two_phase_unit_dropped_after_its_decision_commits_and_runs_no_rollback_hook,
     a_lost_prepare_answer_is_rolled_back_at_once,
+    a_lost_phase_two_answer_is_decided_and_recovery_finishes_it,
 );
 
 test_matrix!([postgres, mariadb] =>
@@ -603,6 +604,51 @@ async fn a_lost_prepare_answer_is_rolled_back_at_once(first: Backend, second: Ba
     )
     .await?;
     assert_eq!(run.rows().await, (1, 1));
+    run.finish().await;
+    Ok(())
+}
+
+/// A two-phase unit whose joined branch's `COMMIT PREPARED` / `XA COMMIT` answer is lost: the
+/// decision is durable, so that branch is `Decided` (never unknown, never rolled back), the error
+/// is a `PartialCommit` naming the root committed and the joined one decided, the outcome handler
+/// gets the report, and recovery leaves nothing prepared.
+async fn a_lost_phase_two_answer_is_decided_and_recovery_finishes_it(first: Backend, second: Backend) -> Result<()> {
+    let coordinator = coordinator().await;
+    let run = Run::new(first, second, "lost_phase_two", false).await;
+    let finish = match second {
+        Backend::Postgres => "COMMIT PREPARED",
+        _ => "XA COMMIT",
+    };
+    let armed = run.two.proxy.arm(Trigger::statement(finish), Fault::DropAnswerAndClose);
+    let hooks = Hooks::default();
+    let result = transfer_in(
+        ConnectionManager::using(&run.one.proxied).two_phase(),
+        &run.one,
+        &run.two,
+        &hooks,
+    )
+    .await;
+    assert_eq!(armed.fired(), 1);
+    let err = result.unwrap_err();
+    let report = match &err {
+        Error::PartialCommit(report) => report,
+        _ => panic!("expected a partial commit with a decided branch, got {err:?}"),
+    };
+    assert_eq!(
+        report.outcomes,
+        [
+            (run.one.proxied.clone(), DatabaseOutcome::Committed),
+            (run.two.proxied.clone(), DatabaseOutcome::Decided),
+        ]
+    );
+    assert!(err.to_string().contains("recover"), "{err}");
+    assert!(!err.is_transient());
+    assert_eq!(hooks.ran(), ["outcome handler"]);
+    let recovered = coordinator.recover_on(&[&run.one.proxied, &run.two.proxied]).await?;
+    assert!(recovered.errors.is_empty(), "{recovered:?}");
+    assert_eq!(run.rows().await, (1, 1));
+    assert_eq!(prepared_count(&run.one.direct).await, 0);
+    assert_eq!(prepared_count(&run.two.direct).await, 0);
     run.finish().await;
     Ok(())
 }
