@@ -37,6 +37,10 @@ test_matrix!([postgres_and_mariadb, mariadb_and_postgres], one_at_a_time(SERIAL)
     a_lost_phase_two_answer_is_decided_and_recovery_finishes_it,
 );
 
+test_matrix!([sqlite_and_sqlite, postgres_and_mariadb] =>
+    each_database_that_wrote_keeps_one_marker_until_pruned,
+);
+
 test_matrix!([postgres, mariadb] =>
     a_statement_abandoned_while_waiting_on_a_lock_is_ended_on_the_server,
 );
@@ -650,6 +654,66 @@ async fn a_lost_phase_two_answer_is_decided_and_recovery_finishes_it(first: Back
     assert_eq!(prepared_count(&run.one.direct).await, 0);
     assert_eq!(prepared_count(&run.two.direct).await, 0);
     run.finish().await;
+    Ok(())
+}
+
+/// The commit markers a database holds.
+async fn markers(db: &Database) -> i64 {
+    fetch_column::<i64, _>(db, "SELECT COUNT(*) FROM activerecord_markers")
+        .await
+        .unwrap()[0]
+}
+
+/// A transfer leaves one marker on each database it wrote to (with the unit's id), none on a
+/// database it only read, and none at all before the marker table exists; `prune_markers` removes
+/// them.
+async fn each_database_that_wrote_keeps_one_marker_until_pruned(first: Backend, second: Backend) -> Result<()> {
+    let name = |n: u8| format!("markers_{n}_{first:?}_{second:?}").to_lowercase();
+    let (one, ids_one) = bank(first, &name(1), &["ann"]).await;
+    let (two, ids_two) = bank(second, &name(2), &["bob"]).await;
+    let unit = ConnectionManager::using(&name(1))
+        .transaction(async |tx| {
+            Movement::record(tx, ids_one[0], -10).await?;
+            ConnectionManager::using(&name(2))
+                .transaction(async |tx| Movement::record(tx, ids_two[0], 10).await.map(drop))
+                .await?;
+            Ok::<_, Error>(tx.unit_id().clone())
+        })
+        .await?;
+    assert!(
+        fetch_column::<i64, _>(&one, "SELECT COUNT(*) FROM activerecord_markers")
+            .await
+            .is_err(),
+        "no table yet"
+    );
+    activerecord::migrate::run(&one).await?;
+    activerecord::migrate::run(&two).await?;
+    let unit = ConnectionManager::using(&name(1))
+        .transaction(async |tx| {
+            Movement::record(tx, ids_one[0], -10).await?;
+            ConnectionManager::using(&name(2))
+                .read_only()
+                .transaction(async |tx| testkit::bank::Account::find(tx, ids_two[0]).await.map(drop))
+                .await?;
+            Ok::<_, Error>((unit.clone(), tx.unit_id().clone()))
+        })
+        .await?;
+    assert_eq!(
+        (markers(&one).await, markers(&two).await),
+        (1, 0),
+        "the reader left none"
+    );
+    let marked: Vec<String> = fetch_column(&one, "SELECT unit_id FROM activerecord_markers").await?;
+    assert_eq!(marked, [unit.1.to_string()]);
+    assert_ne!(unit.0, unit.1);
+    assert_eq!(
+        ConnectionManager::prune_markers(&name(1), Duration::from_secs(3600)).await?,
+        0,
+        "too young"
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await; // older than now, to the millisecond
+    assert_eq!(ConnectionManager::prune_markers(&name(1), Duration::ZERO).await?, 1);
+    assert_eq!(markers(&one).await, 0);
     Ok(())
 }
 
