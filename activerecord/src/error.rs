@@ -243,6 +243,23 @@ pub enum Error {
     #[error("rejected: {0}")]
     Rejected(String),
 
+    /// A statement gave up waiting for a lock held by another transaction: PostgreSQL's
+    /// `lock_timeout`, MySQL/MariaDB's `innodb_lock_wait_timeout` (set for units of work over
+    /// several databases by [`DatabaseConfig::lock_timeout`](crate::DatabaseConfig::lock_timeout)
+    /// or [`Using::lock_timeout`](crate::Using::lock_timeout)), SQLite's `busy_timeout`. Nothing
+    /// was committed by it: return it from the scope (its transaction rolls back) and retry the
+    /// whole unit of work, perhaps after a pause ([`Error::is_transient`] is true).
+    #[error(
+        "a statement on connection {connection:?} gave up waiting for a lock held by another transaction; roll back and retry the unit of work: {source}"
+    )]
+    LockTimeout {
+        /// The connection name.
+        connection: String,
+        /// The database's error.
+        #[source]
+        source: sqlx::Error,
+    },
+
     /// A transaction scope's body did not finish within the scope's timeout; the scope was rolled
     /// back.
     #[error("transaction scope on connection {connection:?} timed out after {limit:?} and was rolled back")]

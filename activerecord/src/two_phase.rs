@@ -730,7 +730,7 @@ impl Database {
     pub async fn tpc_begin(&self, xid: &str) -> Result<TpcTransaction> {
         validate_id(xid)?;
         let branch = BranchId::new(xid, 0);
-        let participant = Participant::begin(self.clone(), &ScopeOptions::default(), Some(branch)).await?;
+        let participant = Participant::begin(self.clone(), &ScopeOptions::default(), Some(branch), None).await?;
         Ok(TpcTransaction { participant })
     }
 }

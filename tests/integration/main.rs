@@ -3,6 +3,7 @@
 
 mod common;
 mod connections;
+mod contention;
 mod crud;
 mod examples;
 mod migrate;

@@ -394,6 +394,25 @@ pub(crate) trait Dialect: Sync {
         false
     }
 
+    // --- lock waits
+
+    /// The statement that limits, for the rest of the transaction, how long a statement waits for
+    /// a lock; `None` where the connection's own setting applies (SQLite's `busy_timeout`).
+    fn lock_wait_limit(&self, limit: std::time::Duration) -> Option<String> {
+        let _ = limit;
+        None
+    }
+
+    /// The statement that puts back the session's default lock wait, where
+    /// [`lock_wait_limit`](Self::lock_wait_limit) outlives the transaction (MySQL: a session
+    /// variable): every transaction that sets no limit begins with it.
+    fn lock_wait_default(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// A statement that gave up waiting for a lock.
+    fn is_lock_timeout(&self, code: &str) -> bool;
+
     // --- server sessions
 
     /// The query answering the server's id of the current session (one row, one integer), sent in
@@ -546,7 +565,7 @@ impl Error {
     /// ```
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::ConnectionLost { .. } | Error::PoolTimeout { .. } => true,
+            Error::ConnectionLost { .. } | Error::PoolTimeout { .. } | Error::LockTimeout { .. } => true,
             Error::Query { source, .. } => source.as_database_error().is_some_and(|db| {
                 let dialect = Backend::of_error(db).dialect();
                 dialect.is_transient(&dialect.code(db))
@@ -595,6 +614,8 @@ impl Error {
                 }
                 if dialect.is_connection_lost(&code) {
                     Error::ConnectionLost { connection, source }
+                } else if dialect.is_lock_timeout(&code) {
+                    Error::LockTimeout { connection, source }
                 } else if dialect.is_schema_error(&code, db.message()) {
                     Error::Schema { connection, source }
                 } else {

@@ -113,9 +113,9 @@ impl Dialect for MySql {
         matches!(code, "1146" | "1054")
     }
 
-    /// Deadlock (the whole transaction is rolled back) and lock wait timeout (the statement).
+    /// Deadlock (the whole transaction is rolled back).
     fn is_transient(&self, code: &str) -> bool {
-        matches!(code, "1213" | "1205")
+        code == "1213"
     }
 
     /// Access denied (1045, 1698), access denied to the database (1044), unknown database (1049).
@@ -130,6 +130,21 @@ impl Dialect for MySql {
     /// XAER_NOTA (no such xid) and XA_RBROLLBACK (an empty branch, already rolled back).
     fn is_unknown_branch(&self, code: &str) -> bool {
         matches!(code, "1397" | "1402")
+    }
+
+    /// Whole seconds, rounded up: `innodb_lock_wait_timeout` takes nothing finer.
+    fn lock_wait_limit(&self, limit: std::time::Duration) -> Option<String> {
+        let seconds = limit.as_millis().div_ceil(1000).max(1);
+        Some(format!("SET SESSION innodb_lock_wait_timeout = {seconds}"))
+    }
+
+    fn lock_wait_default(&self) -> Option<&'static str> {
+        Some("SET SESSION innodb_lock_wait_timeout = DEFAULT")
+    }
+
+    /// 1205: lock wait timeout exceeded (only the statement is rolled back).
+    fn is_lock_timeout(&self, code: &str) -> bool {
+        code == "1205"
     }
 
     fn session_id_query(&self) -> Option<&'static str> {

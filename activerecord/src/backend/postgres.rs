@@ -93,6 +93,15 @@ impl Dialect for Postgres {
         true
     }
 
+    fn lock_wait_limit(&self, limit: std::time::Duration) -> Option<String> {
+        Some(format!("SET LOCAL lock_timeout = '{}ms'", limit.as_millis().max(1)))
+    }
+
+    /// 55P03: lock not available (`lock_timeout`, `NOWAIT`).
+    fn is_lock_timeout(&self, code: &str) -> bool {
+        code == "55P03"
+    }
+
     fn session_id_query(&self) -> Option<&'static str> {
         Some("SELECT pg_backend_pid()")
     }

@@ -65,9 +65,14 @@ impl Dialect for Sqlite {
             || message.contains("has no column named")
     }
 
-    /// BUSY, LOCKED and BUSY_SNAPSHOT.
+    /// LOCKED and BUSY_SNAPSHOT (a snapshot too old to write from).
     fn is_transient(&self, code: &str) -> bool {
-        matches!(code, "5" | "6" | "517")
+        matches!(code, "6" | "517")
+    }
+
+    /// BUSY: the file's lock was not free within `busy_timeout`.
+    fn is_lock_timeout(&self, code: &str) -> bool {
+        code == "5"
     }
 
     /// CANTOPEN: the file cannot be opened or created.

@@ -19,8 +19,8 @@ use std::time::Duration;
 ///
 /// Built with [`DatabaseConfig::new`] and its builder methods, read with the `get_` methods. In a
 /// TOML file (see [`ConnectionManager::configure_from_toml`](crate::ConnectionManager::configure_from_toml)) each connection is a table under
-/// `[databases]` whose keys are the builder methods' names (`acquire_timeout_ms` and
-/// `busy_timeout_ms` in milliseconds); every key but `url` may be left out. The whole list, with
+/// `[databases]` whose keys are the builder methods' names (`acquire_timeout_ms`,
+/// `busy_timeout_ms` and `lock_timeout_ms` in milliseconds); every key but `url` may be left out. The whole list, with
 /// the environment variables that set the same things, is in `docs/configuration.md`.
 ///
 /// ```
@@ -50,6 +50,8 @@ pub struct DatabaseConfig {
     pub(super) test_before_acquire: bool,
     #[serde(default = "DatabaseConfig::default_busy_timeout_ms")]
     pub(super) busy_timeout_ms: u64,
+    #[serde(default = "DatabaseConfig::default_lock_timeout_ms")]
+    pub(super) lock_timeout_ms: u64,
     #[serde(default)]
     pub(super) lazy: bool,
     #[serde(default)]
@@ -74,6 +76,7 @@ impl DatabaseConfig {
             acquire_timeout_ms: Self::default_acquire_timeout_ms(),
             test_before_acquire: false,
             busy_timeout_ms: Self::default_busy_timeout_ms(),
+            lock_timeout_ms: Self::default_lock_timeout_ms(),
             lazy: false,
             synchronous: None,
             journal_mode: None,
@@ -143,6 +146,25 @@ impl DatabaseConfig {
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout_ms = timeout.as_millis().try_into().unwrap_or(u64::MAX);
+        self
+    }
+
+    /// How long a statement of a unit of work over several databases waits for a row lock on this
+    /// database before it fails with [`Error::LockTimeout`] (default 5 s; TOML key
+    /// `lock_timeout_ms`). Each database sees only its half of a wait between two units of work
+    /// that lock rows on two databases in opposite orders, so neither can break it: this limit
+    /// does (PostgreSQL `lock_timeout`, MySQL/MariaDB `innodb_lock_wait_timeout`, in whole seconds,
+    /// rounded up). A scope can set its own with
+    /// [`Using::lock_timeout`](crate::Using::lock_timeout). SQLite waits for its `busy_timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = activerecord::DatabaseConfig::new("postgres://app@db/bank").lock_timeout(Duration::from_secs(2));
+    /// assert_eq!(config.get_lock_timeout(), Duration::from_secs(2));
+    /// ```
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout_ms = timeout.as_millis().try_into().unwrap_or(u64::MAX);
         self
     }
 
@@ -230,6 +252,11 @@ impl DatabaseConfig {
         Duration::from_millis(self.busy_timeout_ms)
     }
 
+    /// See [`lock_timeout`](Self::lock_timeout).
+    pub fn get_lock_timeout(&self) -> Duration {
+        Duration::from_millis(self.lock_timeout_ms)
+    }
+
     /// See [`lazy`](Self::lazy).
     pub fn get_lazy(&self) -> bool {
         self.lazy
@@ -254,6 +281,9 @@ impl DatabaseConfig {
         30_000
     }
     fn default_busy_timeout_ms() -> u64 {
+        5_000
+    }
+    fn default_lock_timeout_ms() -> u64 {
         5_000
     }
 }
@@ -503,6 +533,9 @@ fn configs_from_env(
         }
         if let Some(ms) = number("BUSY_TIMEOUT_MS")? {
             config = config.busy_timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = number("LOCK_TIMEOUT_MS")? {
+            config = config.lock_timeout(Duration::from_millis(ms));
         }
         if let Some((var, v)) = get("LAZY") {
             let lazy = match v.to_ascii_lowercase().as_str() {

@@ -80,6 +80,8 @@ struct DatabaseInner {
     /// Whether the marker table exists: found when the pool opened, or created by
     /// `migrate::run` since.
     markers: AtomicBool,
+    /// How long a statement of a unit of work over several databases waits for a lock here.
+    lock_timeout: Duration,
     control: Control,
 }
 
@@ -122,6 +124,12 @@ impl Database {
     /// Whether units of work leave commit markers here (the marker table exists).
     pub(crate) fn markers_enabled(&self) -> bool {
         self.inner.markers.load(Ordering::Relaxed)
+    }
+
+    /// How long a statement of a unit of work over several databases waits for a row lock here
+    /// (see [`DatabaseConfig::lock_timeout`]).
+    pub(crate) fn lock_timeout(&self) -> Duration {
+        self.inner.lock_timeout
     }
 
     /// Records that the marker table exists (its migration ran).
@@ -315,6 +323,7 @@ impl Database {
                 pool,
                 sqlite_file,
                 markers: AtomicBool::new(markers),
+                lock_timeout: config.get_lock_timeout(),
                 control: Control::default(),
             }),
         })

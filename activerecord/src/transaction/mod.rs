@@ -55,6 +55,8 @@ pub(crate) struct ScopeOptions {
     pub(crate) isolation: Option<Isolation>,
     pub(crate) read_only: bool,
     timeout: Option<Duration>,
+    /// How long statements wait for a lock when the unit of work spans several databases.
+    pub(crate) lock_timeout: Option<Duration>,
     requires_new: bool,
     /// How an outermost scope commits; best effort when `None`.
     pub(crate) protocol: Option<Arc<dyn ChooseProtocol>>,
@@ -86,6 +88,31 @@ impl Using {
     /// `limit`.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.options.timeout = Some(limit);
+        self
+    }
+
+    /// How long a statement may wait for a row lock on each database of the unit of work, once it
+    /// spans more than one (default: each connection's
+    /// [`DatabaseConfig::lock_timeout`](crate::DatabaseConfig::lock_timeout), 5 s). Set on the
+    /// outermost scope it applies to every database that joins; set on a joined scope, to its own
+    /// database. Waiting longer fails the statement with [`Error::LockTimeout`]: nothing is
+    /// committed, and the unit of work may be retried. A unit of work on one database keeps the
+    /// database's own setting (which detects deadlocks within it).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
+    /// use activerecord::ConnectionManager;
+    /// use std::time::Duration;
+    ///
+    /// ConnectionManager::configure("lock_doc", "sqlite::memory:").await?;
+    /// ConnectionManager::using("lock_doc")
+    ///     .lock_timeout(Duration::from_millis(500))
+    ///     .transaction(async |_tx| Ok::<_, activerecord::Error>(()))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn lock_timeout(mut self, limit: Duration) -> Self {
+        self.options.lock_timeout = Some(limit);
         self
     }
 
@@ -160,7 +187,8 @@ impl Using {
             None => Box::new(BestEffort),
         };
         let unit = Arc::new(UnitOfWork::new(protocol, context().get::<Observers>()));
-        let participant = Participant::begin(database, &self.options, unit.next_branch_id()).await?;
+        // Alone, the unit keeps the database's own lock waits, until another database joins.
+        let participant = Participant::begin(database, &self.options, unit.next_branch_id(), None).await?;
         unit.begin(participant.clone()).await;
         // A unit of work of its own: its frames' paths start afresh.
         let frame = Frame::new(unit.clone(), participant, None);
@@ -192,7 +220,18 @@ impl Using {
             refuse_second_sqlite_writer(&self.name)?;
         }
         let database = ConnectionManager::get(&self.name)?;
-        let participant = Participant::begin(database, &self.options, unit.next_branch_id()).await?;
+        // Now over several databases: each waits for a lock for a limited time, since none of
+        // them can see a wait that goes through another.
+        let root = unit.root();
+        if let Some(root) = &root {
+            root.limit_lock_waits().await;
+        }
+        let asked = self
+            .options
+            .lock_timeout
+            .or_else(|| root.as_ref().and_then(|r| r.asked_lock_timeout()));
+        let limit = asked.unwrap_or_else(|| database.lock_timeout());
+        let participant = Participant::begin(database, &self.options, unit.next_branch_id(), Some(limit)).await?;
         unit.join(participant.clone()).await;
         let frame = Frame::new(unit.clone(), participant.clone(), enclosing);
         let frame_id = frame.id();

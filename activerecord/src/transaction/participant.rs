@@ -38,6 +38,10 @@ pub(crate) struct Participant {
     prepare_sent: AtomicBool,
     /// Whether the `COMMIT` carried the unit's marker.
     marked: AtomicBool,
+    /// The lock-wait limit its scope asked for (see [`Using::lock_timeout`](super::Using::lock_timeout)).
+    asked_lock_timeout: Option<Duration>,
+    /// Whether its statements' lock waits are limited.
+    lock_limited: AtomicBool,
 }
 
 impl std::fmt::Debug for Participant {
@@ -68,11 +72,13 @@ impl Participant {
         self.branch.as_ref()
     }
 
-    /// Opens a transaction on `database`; with a `branch`, one that can be prepared.
+    /// Opens a transaction on `database`; with a `branch`, one that can be prepared; with a
+    /// `lock_limit`, one whose statements wait that long at most for a lock.
     pub(crate) async fn begin(
         database: Database,
         options: &ScopeOptions,
         branch: Option<BranchId>,
+        lock_limit: Option<Duration>,
     ) -> Result<Arc<Participant>> {
         if branch.is_some() && !database.backend().dialect().can_prepare() {
             return Err(Error::Configuration {
@@ -84,10 +90,13 @@ impl Participant {
                 source: None,
             });
         }
-        let begin = database
-            .backend()
-            .dialect()
-            .begin(options.isolation, options.read_only, branch.as_ref());
+        let dialect = database.backend().dialect();
+        let mut begin = dialect.begin(options.isolation, options.read_only, branch.as_ref());
+        let limit = match lock_limit {
+            Some(limit) => dialect.lock_wait_limit(limit).map(Cow::Owned),
+            None => dialect.lock_wait_default().map(Cow::Borrowed),
+        };
+        begin.extend(limit);
         let tx = OpenTransaction::begin(database, begin).await?;
         Ok(Arc::new(Participant {
             tx: Arc::new(tx),
@@ -97,7 +106,32 @@ impl Participant {
             prepared: AtomicBool::new(false),
             prepare_sent: AtomicBool::new(false),
             marked: AtomicBool::new(false),
+            asked_lock_timeout: options.lock_timeout,
+            lock_limited: AtomicBool::new(lock_limit.is_some()),
         }))
+    }
+
+    /// The lock-wait limit its scope asked for, if any.
+    pub(crate) fn asked_lock_timeout(&self) -> Option<Duration> {
+        self.asked_lock_timeout
+    }
+
+    /// Limits the lock waits of the rest of the transaction to the limit its scope asked for, else
+    /// its connection's (when a second database joins the unit of work this one began), once. A failure is logged:
+    /// the limit only protects, and the transaction's next statement reports a broken one.
+    pub(crate) async fn limit_lock_waits(&self) {
+        if self.lock_limited.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let limit = self
+            .asked_lock_timeout
+            .unwrap_or_else(|| self.database().lock_timeout());
+        let Some(statement) = self.database().backend().dialect().lock_wait_limit(limit) else {
+            return;
+        };
+        if let Err(e) = self.raw(statement).await {
+            tracing::warn!(connection = self.name(), error = %e, "could not limit lock waits");
+        }
     }
 
     /// Runs transaction-control SQL on the open transaction.

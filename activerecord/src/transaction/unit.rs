@@ -200,6 +200,11 @@ impl<B: Branch> UnitOfWork<B> {
         state.next_frame
     }
 
+    /// The outermost scope's open transaction, while the unit is open.
+    pub(crate) fn root(&self) -> Option<Arc<B>> {
+        self.lock().branches.first().cloned()
+    }
+
     /// The open transaction on the connection `name`, if the unit has one.
     pub(crate) fn branch(&self, name: &str) -> Option<Arc<B>> {
         self.lock().branches.iter().find(|b| b.name() == name).cloned()

@@ -1,0 +1,163 @@
+//! Contention (the first part of the contention contract in `docs/transactions.md`): no statement
+//! of a unit of work over several databases waits for a lock for longer than its limit, and the
+//! error then is the typed, retryable `Error::LockTimeout` with nothing committed. A unit of work
+//! on one database keeps the database's own waits.
+
+use crate::common::{Movement, assert_no_open_transactions, bank, test_matrix};
+use activerecord::{Backend, ConnectionManager, Database, DatabaseConfig, Error, Model, Result};
+use std::time::Duration;
+use testkit::bank::Account;
+use tokio::sync::oneshot;
+
+test_matrix!([postgres_and_mariadb, mariadb_and_postgres, postgres_and_postgres] =>
+    a_joined_statement_gives_up_waiting_for_a_lock,
+    the_root_gives_up_waiting_once_another_database_joined,
+);
+
+test_matrix!([postgres, mariadb] =>
+    a_unit_on_one_database_keeps_the_database_s_own_waits,
+);
+
+/// The limit the tests ask for (MariaDB rounds it up to 1 s).
+const LIMIT: Duration = Duration::from_millis(300);
+
+/// A task holding a lock on `account` of `name` (a `SELECT ... FOR UPDATE` in a scope) until the
+/// returned sender is dropped or used.
+async fn hold(name: &str, account: i64) -> (oneshot::Sender<()>, tokio::task::JoinHandle<Result<()>>) {
+    let (locked_tx, locked_rx) = oneshot::channel();
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let scope = ConnectionManager::using(name);
+    let holding = tokio::spawn(scope.transaction(async move |tx| {
+        Account::find_for_update(tx, account).await?;
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.await;
+        Ok::<_, Error>(())
+    }));
+    locked_rx.await.unwrap();
+    (release_tx, holding)
+}
+
+/// Two bank databases, each with one account.
+async fn pair(first: Backend, second: Backend, label: &str) -> [(String, Database, i64); 2] {
+    let names = [1, 2].map(|n| format!("{label}_{n}_{first:?}_{second:?}").to_lowercase());
+    let (one, ids_one) = bank(first, &names[0], &["ann"]).await;
+    let (two, ids_two) = bank(second, &names[1], &["bob"]).await;
+    let [n1, n2] = names;
+    [(n1, one, ids_one[0]), (n2, two, ids_two[0])]
+}
+
+/// A joined scope's statement waits on a row another transaction holds: after the limit it fails
+/// with `LockTimeout`, the unit rolls back, and nothing is committed on either database.
+async fn a_joined_statement_gives_up_waiting_for_a_lock(first: Backend, second: Backend) -> Result<()> {
+    let [(n1, db1, a1), (n2, db2, a2)] = pair(first, second, "joined_wait").await;
+    let (release, holding) = hold(&n2, a2).await;
+    let result = ConnectionManager::using(&n1)
+        .lock_timeout(LIMIT)
+        .transaction(async |tx| {
+            Movement::record(tx, a1, -10).await?;
+            ConnectionManager::using(&n2)
+                .transaction(async |tx| {
+                    Account::find_for_update(tx, a2).await?;
+                    Movement::record(tx, a2, 10).await
+                })
+                .await?;
+            Ok::<_, Error>(())
+        })
+        .await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::LockTimeout { .. }), "{err:?}");
+    assert!(err.is_transient(), "nothing committed: the unit may be retried");
+    release.send(()).unwrap();
+    holding.await.unwrap()?;
+    assert_eq!((Movement::count(&db1).await?, Movement::count(&db2).await?), (0, 0));
+    assert_no_open_transactions(&db1).await;
+    assert_no_open_transactions(&db2).await;
+    Ok(())
+}
+
+/// The outermost scope's own database is limited too, from the moment another database joins.
+async fn the_root_gives_up_waiting_once_another_database_joined(first: Backend, second: Backend) -> Result<()> {
+    let [(n1, db1, a1), (n2, db2, a2)] = pair(first, second, "root_wait").await;
+    let (release, holding) = hold(&n1, a1).await;
+    let result = ConnectionManager::using(&n1)
+        .lock_timeout(LIMIT)
+        .transaction(async |tx| {
+            ConnectionManager::using(&n2)
+                .transaction(async |tx| Movement::record(tx, a2, 10).await)
+                .await?;
+            Account::find_for_update(tx, a1).await?;
+            Movement::record(tx, a1, -10).await?;
+            Ok::<_, Error>(())
+        })
+        .await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::LockTimeout { .. }), "{err:?}");
+    release.send(()).unwrap();
+    holding.await.unwrap()?;
+    assert_eq!((Movement::count(&db1).await?, Movement::count(&db2).await?), (0, 0));
+    Ok(())
+}
+
+/// A unit of work on one database waits as the database says (it sees the whole wait, and its
+/// own deadlock detection breaks cycles): here longer than the multi-database limit, and succeeds.
+async fn a_unit_on_one_database_keeps_the_database_s_own_waits(backend: Backend) -> Result<()> {
+    let name = format!("single_wait_{backend:?}").to_lowercase();
+    let (db, ids) = bank(backend, &name, &["ann"]).await;
+    let (release, holding) = hold(&name, ids[0]).await;
+    let waiter = tokio::spawn({
+        let name = name.clone();
+        let id = ids[0];
+        async move {
+            ConnectionManager::using(&name)
+                .lock_timeout(LIMIT)
+                .transaction(async |tx| {
+                    Account::find_for_update(tx, id).await?;
+                    Movement::record(tx, id, -10).await
+                })
+                .await
+        }
+    });
+    // Longer than the limit (MariaDB's rounded-up second included) before the lock is let go.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    release.send(()).unwrap();
+    holding.await.unwrap()?;
+    waiter.await.unwrap()?;
+    assert_eq!(Movement::count(&db).await?, 1);
+    Ok(())
+}
+
+/// SQLite: a writer that does not get the file's lock within `busy_timeout` fails with
+/// `LockTimeout` too.
+#[tokio::test]
+async fn a_sqlite_writer_gives_up_after_its_busy_timeout() -> Result<()> {
+    testkit::init_logging();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("busy.db").display());
+    let config = DatabaseConfig::new(url.as_str()).busy_timeout(Duration::from_millis(200));
+    let db = ConnectionManager::configure_with("sqlite_busy_wait", config).await?;
+    db.execute("CREATE TABLE t (x INTEGER)").await?;
+    let (release, holding) = {
+        let (locked_tx, locked_rx) = oneshot::channel();
+        let (release_tx, release_rx) = oneshot::channel::<()>();
+        let holding = tokio::spawn(
+            ConnectionManager::using("sqlite_busy_wait").transaction(async move |tx| {
+                tx.execute("INSERT INTO t VALUES (1)").await?;
+                locked_tx.send(()).unwrap();
+                let _ = release_rx.await;
+                Ok::<_, Error>(())
+            }),
+        );
+        locked_rx.await.unwrap();
+        (release_tx, holding)
+    };
+    let err = ConnectionManager::using("sqlite_busy_wait")
+        .transaction(async |tx| tx.execute("INSERT INTO t VALUES (2)").await)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LockTimeout { .. }), "{err:?}");
+    release.send(()).unwrap();
+    holding.await.unwrap()?;
+    let rows: Vec<i64> = activerecord::fetch_column(&db, "SELECT x FROM t").await?;
+    assert_eq!(rows, [1]);
+    Ok(())
+}
