@@ -52,7 +52,10 @@ pub use executor::{Executor, fetch_column};
 pub use model::{Model, ModelMeta};
 pub use query::{Column, Condition, Order, Query, col};
 pub use schema::{ColumnKind, ColumnType, SchemaMismatch};
-pub use transaction::{Ambient, Event, EventKind, Isolation, Observer, ObserverId, Tx, UnitId, UnitOutcome, Using};
+pub use transaction::{
+    Ambient, Event, EventKind, Isolation, Observer, ObserverId, RetryPolicy, Retrying, Transient, Tx, UnitId,
+    UnitOutcome, Using, retry,
+};
 pub use value::{Arguments, IntoParam, Json, OutOfRange, RowRef, Value};
 
 /// Items the derive macro's generated code refers to. Not a public API.

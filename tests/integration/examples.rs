@@ -7,6 +7,8 @@
 // build).
 #[path = "../../examples/common/mod.rs"]
 mod common;
+#[path = "../../examples/retry_operation.rs"]
+mod retry_operation;
 #[path = "../../examples/save_user_two_databases.rs"]
 mod save_user_two_databases;
 #[path = "../../examples/transfer_funds.rs"]
@@ -63,6 +65,36 @@ async fn transfer_funds_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_funds_on_postgres_and_mariadb() {
     transfer_funds_on([Backend::Postgres, Backend::MySql]).await;
+}
+
+async fn retry_operation_on(backends: [Backend; 2]) {
+    let (_one_at_a_time, dbs) = configure(retry_operation::CONNECTIONS, backends).await;
+    retry_operation::run().await.unwrap();
+    let expected = if backends[1] == Backend::Sqlite {
+        (70, 80)
+    } else {
+        (60, 90)
+    };
+    assert_eq!(
+        balances(&dbs).await,
+        expected,
+        "each transfer applied once, the refusals not at all"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_operation_on_sqlite() {
+    retry_operation_on([Backend::Sqlite, Backend::Sqlite]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_operation_on_postgres_and_mariadb() {
+    retry_operation_on([Backend::Postgres, Backend::MySql]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_operation_on_mariadb_and_postgres() {
+    retry_operation_on([Backend::MySql, Backend::Postgres]).await;
 }
 
 async fn save_user_on(two_phase: bool, backends: [Backend; 2]) {

@@ -26,6 +26,7 @@ mod handles;
 mod manage;
 mod markers;
 mod participant;
+mod retry;
 mod unit;
 
 pub use crate::backend::Isolation;
@@ -33,6 +34,7 @@ pub(crate) use crate::backend::{BranchId, Finish};
 pub use events::{Event, EventKind, Observer, ObserverId, UnitId, UnitOutcome};
 pub use handles::{Ambient, Using};
 pub(crate) use participant::Participant;
+pub use retry::{RetryPolicy, Retrying, Transient, retry};
 pub(crate) use unit::{Commit, CommitProtocol, Settled};
 
 use crate::connection::{ConnectionManager, Database};
