@@ -281,6 +281,19 @@ pub enum Error {
         connection: String,
     },
 
+    /// The server rolled back the whole transaction on this connection (MySQL/MariaDB does for a
+    /// deadlock's victim, savepoints included) and the transaction refuses every further statement
+    /// (the session would otherwise run them in autocommit mode). Nothing of it was committed:
+    /// return the error from the scope and retry the unit of work ([`Error::is_transient`] is
+    /// true).
+    #[error(
+        "the server rolled back the whole transaction on connection {connection:?} (a deadlock), savepoints included; no further statement runs in it: return from the scope and retry the unit of work"
+    )]
+    RolledBackByServer {
+        /// The connection of the transaction.
+        connection: String,
+    },
+
     /// A write scope on a SQLite database (a `requires_new` scope, or another connection name on
     /// the same file) whose write lock an open scope of the same task holds. SQLite has one writer
     /// per database file, and the holder cannot commit before the new scope ends, so the new scope

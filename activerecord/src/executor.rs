@@ -106,6 +106,7 @@ macro_rules! on_target {
                 let mut slot = tx.lock().await;
                 match slot.as_mut().map(|c| &mut c.conn) {
                     None => Err(tx.ended()),
+                    Some(_) if let Err(refused) = tx.refuse_if_rolled_back() => Err(refused),
                     Some(conn) => match (conn, args) {
                         (PooledConnection::Sqlite(c), Arguments::Sqlite($arguments)) => {
                             let $exec = &mut **c;
@@ -154,9 +155,12 @@ impl Target<'_> {
     /// where the backend aborts transactions on errors (PostgreSQL).
     fn error(&self, e: sqlx::Error) -> Error {
         if let Target::Tx(tx) = self
-            && e.as_database_error().is_some()
+            && let Some(db) = e.as_database_error()
         {
             tx.set_aborted(true);
+            if crate::backend::rolls_back_transaction(db) {
+                tx.set_rolled_back_by_server();
+            }
         }
         Error::from_sqlx(self.connection_name(), e)
     }

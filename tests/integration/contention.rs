@@ -16,6 +16,7 @@ test_matrix!([postgres_and_mariadb, mariadb_and_postgres, postgres_and_postgres]
 
 test_matrix!([postgres, mariadb] =>
     a_unit_on_one_database_keeps_the_database_s_own_waits,
+    a_deadlock_inside_a_savepoint_is_reported_and_never_autocommits,
 );
 
 /// The limit the tests ask for (MariaDB rounds it up to 1 s).
@@ -159,5 +160,75 @@ async fn a_sqlite_writer_gives_up_after_its_busy_timeout() -> Result<()> {
     holding.await.unwrap()?;
     let rows: Vec<i64> = activerecord::fetch_column(&db, "SELECT x FROM t").await?;
     assert_eq!(rows, [1]);
+    Ok(())
+}
+
+/// What one side of a deadlock saw: the nested scope's result, the outer scope's next statement,
+/// and the unit's commit.
+type Seen = (Result<()>, Result<()>, Result<()>);
+
+/// Two units of work on one database lock two rows in opposite orders, each inside a nested scope
+/// (a savepoint), so the server picks a deadlock victim. The victim's nested scope gets the
+/// deadlock error (retryable). On MariaDB the server has rolled back the victim's whole
+/// transaction, savepoints included: the outer scope's next statement and the commit are refused
+/// (they would run in autocommit), and nothing of the victim is stored. On PostgreSQL only the
+/// savepoint is rolled back, and the outer scope goes on and commits.
+async fn a_deadlock_inside_a_savepoint_is_reported_and_never_autocommits(backend: Backend) -> Result<()> {
+    let name = format!("savepoint_deadlock_{backend:?}").to_lowercase();
+    let (db, ids) = bank(backend, &name, &["ann", "bob"]).await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let side = |first: i64, second: i64| {
+        let (name, barrier) = (name.clone(), barrier.clone());
+        tokio::spawn(async move {
+            let mut seen = None;
+            let commit = ConnectionManager::using(&name)
+                .transaction(async |tx| {
+                    let nested = ConnectionManager::using(&name)
+                        .transaction(async |tx| {
+                            Account::find_for_update(tx, first).await?;
+                            barrier.wait().await;
+                            Account::find_for_update(tx, second).await.map(drop)
+                        })
+                        .await;
+                    let next = Movement::record(tx, first, -1).await.map(drop);
+                    seen = Some((nested, next));
+                    Ok::<_, Error>(())
+                })
+                .await;
+            let (nested, next) = seen.expect("the body ran");
+            (nested, next, commit)
+        })
+    };
+    let a = side(ids[0], ids[1]);
+    let b = side(ids[1], ids[0]);
+    let (a, b): (Seen, Seen) = (a.await.unwrap(), b.await.unwrap());
+    let (victim, winner) = if a.0.is_err() { (a, b) } else { (b, a) };
+    assert!(winner.0.is_ok() && winner.1.is_ok() && winner.2.is_ok(), "{winner:?}");
+    let deadlock = victim.0.as_ref().unwrap_err();
+    assert!(deadlock.is_transient(), "a deadlock may be retried: {deadlock:?}");
+    match backend {
+        Backend::MySql => {
+            assert!(
+                matches!(victim.1, Err(Error::RolledBackByServer { .. })),
+                "{:?}",
+                victim.1
+            );
+            assert!(
+                matches!(victim.2, Err(Error::RolledBackByServer { .. })),
+                "{:?}",
+                victim.2
+            );
+            assert_eq!(
+                Movement::count(&db).await?,
+                1,
+                "nothing of the victim ran in autocommit"
+            );
+        }
+        _ => {
+            assert!(victim.1.is_ok() && victim.2.is_ok(), "{victim:?}");
+            assert_eq!(Movement::count(&db).await?, 2, "the savepoint alone was rolled back");
+        }
+    }
+    assert_no_open_transactions(&db).await;
     Ok(())
 }

@@ -413,6 +413,14 @@ pub(crate) trait Dialect: Sync {
     /// A statement that gave up waiting for a lock.
     fn is_lock_timeout(&self, code: &str) -> bool;
 
+    /// An error after which the server has rolled back the whole transaction and left the session
+    /// in autocommit mode (MySQL's deadlock victim): savepoints are gone, and a further statement
+    /// would run, and commit, on its own.
+    fn rolls_back_transaction(&self, code: &str) -> bool {
+        let _ = code;
+        false
+    }
+
     // --- server sessions
 
     /// The query answering the server's id of the current session (one row, one integer), sent in
@@ -549,6 +557,12 @@ pub(crate) fn is_unknown_branch(db: &dyn sqlx::error::DatabaseError) -> bool {
     dialect.is_unknown_branch(&dialect.code(db))
 }
 
+/// Whether `db` says that the server rolled back the whole transaction it happened in.
+pub(crate) fn rolls_back_transaction(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let dialect = Backend::of_error(db).dialect();
+    dialect.rolls_back_transaction(&dialect.code(db))
+}
+
 /// Whether `db` says that another session is finishing a prepared branch right now.
 pub(crate) fn is_branch_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
     let dialect = Backend::of_error(db).dialect();
@@ -565,7 +579,10 @@ impl Error {
     /// ```
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::ConnectionLost { .. } | Error::PoolTimeout { .. } | Error::LockTimeout { .. } => true,
+            Error::ConnectionLost { .. }
+            | Error::PoolTimeout { .. }
+            | Error::LockTimeout { .. }
+            | Error::RolledBackByServer { .. } => true,
             Error::Query { source, .. } => source.as_database_error().is_some_and(|db| {
                 let dialect = Backend::of_error(db).dialect();
                 dialect.is_transient(&dialect.code(db))

@@ -142,6 +142,11 @@ impl Dialect for MySql {
         Some("SET SESSION innodb_lock_wait_timeout = DEFAULT")
     }
 
+    /// 1213: deadlock; InnoDB rolled the victim's whole transaction back, savepoints included.
+    fn rolls_back_transaction(&self, code: &str) -> bool {
+        code == "1213"
+    }
+
     /// 1205: lock wait timeout exceeded (only the statement is rolled back).
     fn is_lock_timeout(&self, code: &str) -> bool {
         code == "1205"

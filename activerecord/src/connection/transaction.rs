@@ -28,6 +28,8 @@ pub(crate) struct OpenTransaction {
     aborted: AtomicBool,
     /// Set when a statement that may write ran: such a transaction leaves a commit marker.
     wrote: AtomicBool,
+    /// Set when the server rolled back the whole transaction (MySQL's deadlock victim).
+    rolled_back_by_server: AtomicBool,
     /// The server's id of the session (PostgreSQL backend pid, MySQL connection id).
     session: Option<u64>,
 }
@@ -61,6 +63,7 @@ impl OpenTransaction {
             slot: tokio::sync::Mutex::new(Some(conn)),
             aborted: AtomicBool::new(false),
             wrote: AtomicBool::new(false),
+            rolled_back_by_server: AtomicBool::new(false),
             session,
         })
     }
@@ -104,6 +107,23 @@ impl OpenTransaction {
     /// Whether a failed statement aborted the transaction (PostgreSQL).
     pub(crate) fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::SeqCst)
+    }
+
+    /// Records that the server rolled back the whole transaction: from now on it refuses every
+    /// statement ([`refuse_if_rolled_back`](Self::refuse_if_rolled_back)).
+    pub(crate) fn set_rolled_back_by_server(&self) {
+        self.rolled_back_by_server.store(true, Ordering::SeqCst);
+    }
+
+    /// [`Error::RolledBackByServer`] once the server rolled back the whole transaction: a statement
+    /// sent now would run outside it, in autocommit mode.
+    pub(crate) fn refuse_if_rolled_back(&self) -> Result<()> {
+        if self.rolled_back_by_server.load(Ordering::SeqCst) {
+            return Err(Error::RolledBackByServer {
+                connection: self.name().to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// Marks the transaction as unable to commit, on any backend: its state is no longer known

@@ -281,6 +281,9 @@ where
                 })
                 .await
             }
+            // The server rolled back the whole transaction: there is no savepoint left, and the
+            // transaction already refuses every statement and its commit.
+            Err(Error::RolledBackByServer { .. }) => {}
             Err(e) => {
                 // The body's own error (or panic) stays the one reported; the transaction, whose
                 // state is no longer known, refuses to commit.

@@ -138,6 +138,7 @@ impl Participant {
     async fn raw(&self, sql: String) -> Result<()> {
         let mut slot = self.tx.lock().await;
         let conn = slot.as_mut().ok_or_else(|| self.tx.ended())?;
+        self.tx.refuse_if_rolled_back()?;
         conn.execute_text(Cow::Owned(sql))
             .await
             .map_err(|e| Error::from_sqlx(self.name(), e))
@@ -211,6 +212,9 @@ impl Participant {
     async fn end(&self, how: Finish, marker: Option<String>) -> Result<()> {
         let mut slot = self.tx.lock().await;
         let mut conn = slot.take().ok_or_else(|| self.tx.ended())?;
+        if how == Finish::Commit {
+            self.tx.refuse_if_rolled_back()?;
+        }
         if how == Finish::Commit && self.tx.is_aborted() {
             return Err(Error::Aborted {
                 connection: self.name().to_owned(),
