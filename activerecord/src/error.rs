@@ -281,6 +281,15 @@ pub enum Error {
         connection: String,
     },
 
+    /// An idempotency key was used again with a different request (its fingerprint differs from
+    /// the one stored with the key): the first call's result does not answer this one. Use a new
+    /// key for a new request.
+    #[error("idempotency key {key:?} was already used for a different request; use a new key for a new request")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+    },
+
     /// The server rolled back the whole transaction on this connection (MySQL/MariaDB does for a
     /// deadlock's victim, savepoints included) and the transaction refuses every further statement
     /// (the session would otherwise run them in autocommit mode). Nothing of it was committed:

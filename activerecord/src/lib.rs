@@ -53,8 +53,8 @@ pub use model::{Model, ModelMeta};
 pub use query::{Column, Condition, Order, Query, col};
 pub use schema::{ColumnKind, ColumnType, SchemaMismatch};
 pub use transaction::{
-    Ambient, Event, EventKind, Isolation, Observer, ObserverId, RetryPolicy, Retrying, Transient, Tx, UnitId,
-    UnitOutcome, Using, retry,
+    Ambient, Event, EventKind, Idempotent, Isolation, Observer, ObserverId, RetryPolicy, Retrying, Transient, Tx,
+    UnitId, UnitOutcome, Using, retry,
 };
 pub use value::{Arguments, IntoParam, Json, OutOfRange, RowRef, Value};
 

@@ -14,6 +14,11 @@ test_matrix!([postgres_and_mariadb, mariadb_and_postgres, postgres_and_postgres]
     the_root_gives_up_waiting_once_another_database_joined,
 );
 
+test_matrix!([sqlite, postgres, mariadb] =>
+    twenty_concurrent_calls_with_one_key_apply_the_work_once,
+    a_key_reused_for_another_request_is_refused_and_a_failed_call_frees_it,
+);
+
 test_matrix!([postgres, mariadb] =>
     a_unit_on_one_database_keeps_the_database_s_own_waits,
     a_deadlock_inside_a_savepoint_is_reported_and_never_autocommits,
@@ -230,5 +235,75 @@ async fn a_deadlock_inside_a_savepoint_is_reported_and_never_autocommits(backend
         }
     }
     assert_no_open_transactions(&db).await;
+    Ok(())
+}
+
+/// A bank database with the crate's migrations (for the idempotency keys).
+async fn migrated_bank(backend: Backend, label: &str) -> (String, Database, i64) {
+    let name = format!("{label}_{backend:?}").to_lowercase();
+    let (db, ids) = bank(backend, &name, &["ann"]).await;
+    activerecord::migrate::run(&db).await.unwrap();
+    (name, db, ids[0])
+}
+
+/// 20 calls with one key at once: the work is applied once, and every call returns its result
+/// (the calls that came second waited for the first and read what it stored).
+async fn twenty_concurrent_calls_with_one_key_apply_the_work_once(backend: Backend) -> Result<()> {
+    let (name, db, account) = migrated_bank(backend, "idempotent_twenty").await;
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let name = name.clone();
+            tokio::spawn(async move {
+                ConnectionManager::using(&name)
+                    .idempotent("payment-1", &(account, -10))
+                    .transaction(async |tx| {
+                        let movement = Movement::record(tx, account, -10).await?;
+                        Ok::<_, Error>(movement.id)
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap()?);
+    }
+    assert_eq!(Movement::count(&db).await?, 1, "applied once");
+    assert!(results.iter().all(|r| *r == results[0] && r.is_some()), "{results:?}");
+    Ok(())
+}
+
+/// The same key with another request is a typed error and runs nothing; a call that fails stores
+/// nothing, so its key is free for the retry; old keys are pruned.
+async fn a_key_reused_for_another_request_is_refused_and_a_failed_call_frees_it(backend: Backend) -> Result<()> {
+    let (name, db, account) = migrated_bank(backend, "idempotent_conflict").await;
+    let pay = |amount: i64, fail: bool| {
+        ConnectionManager::using(&name)
+            .idempotent("order-9", &amount)
+            .transaction(async move |tx| {
+                Movement::record(tx, account, amount).await?;
+                if fail {
+                    return Err(Error::rejected("the payment provider said no"));
+                }
+                Ok::<_, Error>(amount)
+            })
+    };
+    assert!(matches!(pay(-10, true).await, Err(Error::Rejected(_))));
+    assert_eq!(Movement::count(&db).await?, 0, "the failed call stored nothing");
+    assert_eq!(pay(-10, false).await?, -10, "the key was free again");
+    assert_eq!(pay(-10, false).await?, -10, "the stored result");
+    let err = pay(-20, false).await.unwrap_err();
+    assert!(
+        matches!(err, Error::IdempotencyConflict { ref key } if key == "order-9"),
+        "{err:?}"
+    );
+    assert_eq!(Movement::count(&db).await?, 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        ConnectionManager::prune_idempotency_keys(&name, Duration::ZERO).await?,
+        1
+    );
+    assert_eq!(pay(-20, false).await?, -20, "a pruned key is new again");
+    assert_eq!(Movement::count(&db).await?, 2);
     Ok(())
 }

@@ -23,6 +23,7 @@
 mod best_effort;
 mod events;
 mod handles;
+mod idempotency;
 mod manage;
 mod markers;
 mod participant;
@@ -33,6 +34,7 @@ pub use crate::backend::Isolation;
 pub(crate) use crate::backend::{BranchId, Finish};
 pub use events::{Event, EventKind, Observer, ObserverId, UnitId, UnitOutcome};
 pub use handles::{Ambient, Using};
+pub use idempotency::Idempotent;
 pub(crate) use participant::Participant;
 pub use retry::{RetryPolicy, Retrying, Transient, retry};
 pub(crate) use unit::{Commit, CommitProtocol, Settled};
