@@ -3,8 +3,10 @@
 //! error then is the typed, retryable `Error::LockTimeout` with nothing committed. A unit of work
 //! on one database keeps the database's own waits.
 
-use crate::common::{Movement, assert_no_open_transactions, bank, test_matrix};
-use activerecord::{Backend, ConnectionManager, Database, DatabaseConfig, Error, Model, Result};
+use crate::common::{
+    Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank, test_matrix,
+};
+use activerecord::{Backend, ConnectionManager, Database, DatabaseConfig, Error, Model, Result, RetryPolicy};
 use std::time::Duration;
 use testkit::bank::Account;
 use tokio::sync::oneshot;
@@ -12,6 +14,11 @@ use tokio::sync::oneshot;
 test_matrix!([postgres_and_mariadb, mariadb_and_postgres, postgres_and_postgres] =>
     a_joined_statement_gives_up_waiting_for_a_lock,
     the_root_gives_up_waiting_once_another_database_joined,
+);
+
+test_matrix!([postgres_and_postgres, postgres_and_mariadb, sqlite_and_sqlite] =>
+    opposite_transfers_with_a_retry_policy_all_complete,
+    opposite_transfers_without_retries_fail_only_on_lock_waits,
 );
 
 test_matrix!([sqlite, postgres, mariadb] =>
@@ -305,5 +312,116 @@ async fn a_key_reused_for_another_request_is_refused_and_a_failed_call_frees_it(
     );
     assert_eq!(pay(-20, false).await?, -20, "a pruned key is new again");
     assert_eq!(Movement::count(&db).await?, 2);
+    Ok(())
+}
+
+/// The README's transfer run by four tasks, two moving money from the first database to the second
+/// and two the other way, 25 transfers each: opposite lock orders across two databases, which
+/// neither database can see whole. Every unit of work has a short lock-wait limit (SQLite: a short
+/// `busy_timeout`). Returns each transfer's result.
+async fn opposite_transfers(
+    first: Backend,
+    second: Backend,
+    label: &str,
+    policy: Option<RetryPolicy>,
+) -> (Vec<Result<()>>, [(String, Database, i64); 2]) {
+    let mut pair = pair(first, second, label).await;
+    for (name, db, _) in &mut pair {
+        if db.backend() == Backend::Sqlite {
+            // The crossed `BEGIN IMMEDIATE`s wait for the other file's writer: not for 5 s here.
+            let config = DatabaseConfig::new(db.url().expose()).busy_timeout(LIMIT);
+            *db = ConnectionManager::configure_with(name, config).await.unwrap();
+        }
+    }
+    let [(n1, _, a1), (n2, _, a2)] = &pair;
+    let tasks: Vec<_> = (0..4)
+        .map(|task| {
+            let (from, to) = if task % 2 == 0 {
+                ((n1.clone(), *a1), (n2.clone(), *a2))
+            } else {
+                ((n2.clone(), *a2), (n1.clone(), *a1))
+            };
+            let policy = policy.clone();
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                for _ in 0..25 {
+                    let scope = ConnectionManager::using(&from.0).lock_timeout(LIMIT);
+                    let result = match &policy {
+                        Some(policy) => {
+                            scope
+                                .retry(policy.clone())
+                                .transaction(async |tx| move_one(tx, &from, &to).await)
+                                .await
+                        }
+                        None => scope.transaction(async |tx| move_one(tx, &from, &to).await).await,
+                    };
+                    results.push(result);
+                }
+                results
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.extend(task.await.unwrap());
+    }
+    (results, pair)
+}
+
+/// Moves 1 from `from` (the scope's database) to `to` (joined), locking each row first.
+async fn move_one(tx: &mut activerecord::Tx, from: &(String, i64), to: &(String, i64)) -> Result<()> {
+    let mut payer = Account::find_for_update(tx, from.1).await?;
+    payer.balance -= 1;
+    payer.save(tx).await?;
+    Movement::record(tx, from.1, -1).await?;
+    ConnectionManager::using(&to.0)
+        .transaction(async |tx| {
+            let mut payee = Account::find_for_update(tx, to.1).await?;
+            payee.balance += 1;
+            payee.save(tx).await?;
+            Movement::record(tx, to.1, 1).await.map(drop)
+        })
+        .await
+}
+
+/// Checks that the money on both databases adds up: each account's balance is its start plus its
+/// movements, and the two together still hold 200; returns how many transfers committed.
+async fn conserved(pair: &[(String, Database, i64); 2]) -> i64 {
+    for (_, db, id) in pair {
+        assert_balances_match_movements(db, &[*id]).await;
+        assert_no_open_transactions(db).await;
+    }
+    let (one, two) = (
+        balance(&pair[0].1, pair[0].2).await,
+        balance(&pair[1].1, pair[1].2).await,
+    );
+    assert_eq!(one + two, 200, "the total is conserved");
+    Movement::count(&pair[0].1).await.unwrap()
+}
+
+async fn opposite_transfers_with_a_retry_policy_all_complete(first: Backend, second: Backend) -> Result<()> {
+    let policy = RetryPolicy::new(50).backoff(Duration::from_millis(5), Duration::from_millis(200));
+    let (results, pair) = opposite_transfers(first, second, "opposite_retry", Some(policy)).await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(conserved(&pair).await, 100, "100 of 100 committed");
+    Ok(())
+}
+
+async fn opposite_transfers_without_retries_fail_only_on_lock_waits(first: Backend, second: Backend) -> Result<()> {
+    let (results, pair) = opposite_transfers(first, second, "opposite_plain", None).await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    for err in &failed {
+        assert!(
+            matches!(err, Error::LockTimeout { .. }),
+            "only lock waits given up: {err:?}"
+        );
+    }
+    let committed = conserved(&pair).await;
+    assert_eq!(
+        committed + failed.len() as i64,
+        100,
+        "every transfer committed or failed whole"
+    );
     Ok(())
 }

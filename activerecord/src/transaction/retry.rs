@@ -10,6 +10,7 @@
 use super::{Tx, Using};
 use crate::error::{Error, Result};
 use backon::BackoffBuilder as _;
+use std::future::Future;
 use std::time::Duration;
 
 /// How often and how patiently to retry: `attempts` runs in all, waiting between them with
@@ -63,14 +64,40 @@ impl RetryPolicy {
         self.attempts
     }
 
-    /// The delays between runs.
-    fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
+    /// The attempts of one run of the policy.
+    fn start(&self) -> Attempts {
         let builder = backon::ExponentialBuilder::new()
             .with_min_delay(self.first_delay)
             .with_max_delay(self.max_delay)
             .with_max_times(self.attempts as usize - 1);
         let builder = if self.jitter { builder.with_jitter() } else { builder };
-        builder.build()
+        Attempts {
+            delays: builder.build(),
+            attempt: 1,
+        }
+    }
+}
+
+/// Where one run of a [`RetryPolicy`] is: the delays left, and the attempt under way.
+struct Attempts {
+    delays: backon::ExponentialBackoff,
+    attempt: u32,
+}
+
+impl Attempts {
+    /// After a failed attempt: when `error` is safe to retry and the policy allows another
+    /// attempt, waits the delay and returns true.
+    async fn retry_after<E: Transient + std::fmt::Display>(&mut self, error: &E) -> bool {
+        if !error.is_transient() {
+            return false;
+        }
+        let Some(delay) = self.delays.next() else {
+            return false;
+        };
+        tracing::debug!(attempt = self.attempt, ?delay, error = %error, "retrying after a transient error");
+        tokio::time::sleep(delay).await;
+        self.attempt += 1;
+        true
     }
 }
 
@@ -112,22 +139,16 @@ impl Transient for Error {
 /// assert_eq!((answer, runs), (42, 3));
 /// # Ok(()) }
 /// ```
-pub async fn retry<T, E>(policy: &RetryPolicy, mut operation: impl AsyncFnMut() -> Result<T, E>) -> Result<T, E>
+pub async fn retry<T, E, F, Fut>(policy: &RetryPolicy, mut operation: F) -> Result<T, E>
 where
     E: Transient + std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
 {
-    let mut delays = policy.delays();
-    let mut attempt = 1;
+    let mut attempts = policy.start();
     loop {
         match operation().await {
-            Err(e) if e.is_transient() => match delays.next() {
-                Some(delay) => {
-                    tracing::debug!(attempt, ?delay, error = %e, "retrying after a transient error");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                None => return Err(e),
-            },
+            Err(e) if attempts.retry_after(&e).await => {}
             done => return done,
         }
     }
@@ -141,15 +162,13 @@ impl Using {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
     /// use activerecord::{ConnectionManager, Error, RetryPolicy};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
     ///
     /// ConnectionManager::configure("retry_doc", "sqlite::memory:").await?;
-    /// let mut runs = 0;
+    /// let runs = AtomicU32::new(0);
     /// let done = ConnectionManager::using("retry_doc")
     ///     .retry(RetryPolicy::new(3))
-    ///     .transaction(async |_tx| {
-    ///         runs += 1;
-    ///         Ok::<_, Error>(runs)
-    ///     })
+    ///     .transaction(async |_tx| Ok::<_, Error>(runs.fetch_add(1, Ordering::SeqCst) + 1))
     ///     .await?;
     /// assert_eq!(done, 1);
     /// # Ok(()) }
@@ -169,14 +188,20 @@ pub struct Retrying {
 impl Retrying {
     /// Runs `body` in a transaction scope, as [`Using::transaction`] does, and runs it again in a
     /// new one while it fails with a [`Transient`] error and the policy allows.
-    pub async fn transaction<F, T, E>(self, mut body: F) -> Result<T, E>
+    ///
+    /// The body is cloned for each run (a closure that captures references and shared state such
+    /// as atomics is `Clone`), which keeps the scope's future `Send` for `tokio::spawn`.
+    pub async fn transaction<F, T, E>(self, body: F) -> Result<T, E>
     where
-        F: AsyncFnMut(&mut Tx) -> Result<T, E>,
+        F: AsyncFnOnce(&mut Tx) -> Result<T, E> + Clone,
         E: From<Error> + Transient + std::fmt::Display,
     {
-        retry(&self.policy, async || {
-            self.using.clone().transaction(async |tx| body(tx).await).await
-        })
-        .await
+        let mut attempts = self.policy.start();
+        loop {
+            match self.using.clone().transaction(body.clone()).await {
+                Err(e) if attempts.retry_after(&e).await => {}
+                done => return done,
+            }
+        }
     }
 }
