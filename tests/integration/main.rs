@@ -12,5 +12,6 @@ mod outcomes;
 mod proxy;
 mod queries;
 mod scopes;
+mod stress;
 mod two_phase;
 mod values;

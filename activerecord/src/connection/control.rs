@@ -33,9 +33,17 @@ enum ControlConnection {
 
 impl Database {
     /// Runs one control query answering one count, or (`count` false) one statement, on the
-    /// control connection, opening it first if needed. SQLite has no server session: no control
-    /// connection either.
+    /// control connection, opening it first if needed. A control connection found broken (the
+    /// server ended it, say) is replaced and the statement sent once more: every control statement
+    /// may safely run twice. SQLite has no server session: no control connection either.
     async fn control(&self, sql: String, count: bool) -> Result<i64> {
+        match self.control_once(&sql, count).await {
+            Err(Error::ConnectionLost { .. }) => self.control_once(&sql, count).await,
+            done => done,
+        }
+    }
+
+    async fn control_once(&self, sql: &str, count: bool) -> Result<i64> {
         use sqlx::Executor as _;
         let mut slot = self.control_slot().slot.lock().await;
         if slot.is_none() {
@@ -59,18 +67,19 @@ impl Database {
             );
         }
         let conn = slot.as_mut().expect("opened above");
-        let sql = sqlx::AssertSqlSafe(sql);
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
         let answer = match (conn, count) {
             (ControlConnection::Postgres(c), true) => sqlx::query_scalar(sql).persistent(false).fetch_one(c).await,
             (ControlConnection::MySql(c), true) => sqlx::query_scalar(sql).persistent(false).fetch_one(c).await,
             (ControlConnection::Postgres(c), false) => c.execute(sql).await.map(|_| 0),
             (ControlConnection::MySql(c), false) => c.execute(sql).await.map(|_| 0),
         };
-        if answer.as_ref().is_err_and(|e| e.as_database_error().is_none()) {
-            // The connection itself failed: open a new one next time.
+        let answer = answer.map_err(|e| Error::from_sqlx(self.name(), e));
+        if matches!(answer, Err(Error::ConnectionLost { .. })) {
+            // The connection itself is gone (or the server ended it): open a new one next time.
             *slot = None;
         }
-        answer.map_err(|e| Error::from_sqlx(self.name(), e))
+        answer
     }
 
     /// Ends server session `session` (the transaction it holds rolls back, the statement it runs
