@@ -175,10 +175,7 @@ async fn transfers_under_drops_and_kills_never_lie(first: Backend, second: Backe
                     let result = if dice.roll(10) < 3 {
                         // Dropped after a few milliseconds: in the body, or during the final commits.
                         let limit = Duration::from_micros(500 + dice.roll(20_000));
-                        match tokio::time::timeout(limit, work).await {
-                            Ok(result) => Some(result),
-                            Err(_) => None,
-                        }
+                        tokio::time::timeout(limit, work).await.ok()
                     } else {
                         Some(work.await)
                     };
@@ -229,7 +226,7 @@ async fn transfers_under_drops_and_kills_never_lie(first: Backend, second: Backe
         }
     };
     let (on1, on2) = (present(&admins[0]).await, present(&admins[1]).await);
-    let ledger = ledger.lock().unwrap();
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     let mut counts = BTreeMap::<&str, usize>::new();
     for (tag, told) in ledger.iter() {
         let rows = (on1.contains(tag), on2.contains(tag));
