@@ -141,5 +141,78 @@ fn main() {
             }
             report(&format!("{label}: transfer between two databases"), &orm, &sqlx);
         }
+        markers().await;
     });
+}
+
+/// The two-database transfer on PostgreSQL with commit markers (both databases migrated), against
+/// raw sqlx sending the same statements with the same marker inserts, the same without the marker
+/// inserts, and a plain `BEGIN` ... `COMMIT` transfer, in rotating order each round.
+async fn markers() {
+    let sql = Sql::new(Backend::Postgres);
+    let names = [1, 2].map(|n| format!("interleaved_markers_orm_{n}"));
+    for name in &names {
+        activerecord::migrate::run(&bank(Backend::Postgres, name, 1).await)
+            .await
+            .unwrap();
+    }
+    let raw = [1, 2].map(|n| format!("interleaved_markers_sqlx_{n}"));
+    let mut raw_dbs = Vec::new();
+    for name in &raw {
+        let db = bank(Backend::Postgres, name, 1).await;
+        activerecord::migrate::run(&db).await.unwrap();
+        raw_dbs.push(db);
+    }
+    let (one, two) = (&raw_dbs[0], &raw_dbs[1]);
+    let mut timers: [Timer; 4] = std::array::from_fn(|_| Timer(Duration::ZERO));
+    for round in 0..ROUNDS {
+        let unit = format!("bench-{round}");
+        for turn in 0..4 {
+            let side = (turn + round as usize) % 4;
+            let timer = &mut timers[side];
+            match side {
+                0 => {
+                    timer
+                        .time(round, async {
+                            ops::orm_transfer(&names[0], &names[1], false).await.unwrap()
+                        })
+                        .await
+                }
+                1 => {
+                    timer
+                        .time(round, ops::sqlx_transfer_as_the_orm_does(one, two, sql, Some(&unit)))
+                        .await
+                }
+                2 => {
+                    timer
+                        .time(round, ops::sqlx_transfer_as_the_orm_does(one, two, sql, None))
+                        .await
+                }
+                _ => timer.time(round, ops::sqlx_transfer(one, two, sql)).await,
+            }
+        }
+    }
+    let [orm, marked, unmarked, plain] = &timers;
+    println!("\n| PostgreSQL, transfer between two databases | mean | ratio |\n| --- | --- | --- |");
+    let line = |what: &str, timer: &Timer, to: &Timer, against: &str| {
+        println!(
+            "| {what} | {:.1?} | {:.2}x {against} |",
+            timer.mean(),
+            timer.mean().as_secs_f64() / to.mean().as_secs_f64()
+        );
+    };
+    line("ORM, with markers", orm, marked, "of raw sqlx with markers");
+    line(
+        "raw sqlx, the ORM's statements with markers",
+        marked,
+        unmarked,
+        "of the same without markers",
+    );
+    line(
+        "raw sqlx, the ORM's statements without markers",
+        unmarked,
+        plain,
+        "of a plain BEGIN/COMMIT transfer",
+    );
+    line("raw sqlx, plain BEGIN ... COMMIT", plain, plain, "");
 }

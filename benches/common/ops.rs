@@ -228,3 +228,62 @@ pub async fn sqlx_transfer(one: &Database, two: &Database, sql: Sql) {
         Backend::MySql => unreachable!("the hand-written side runs on SQLite and PostgreSQL"),
     }
 }
+
+/// One side of a transfer by hand, sending what the ORM sends on PostgreSQL: `BEGIN` with the
+/// session id in one round trip (the joined side also sets its lock-wait limit in it), the row
+/// locked and updated; returns the connection, its transaction open.
+async fn sqlx_begin_and_move(
+    pool: &sqlx::PgPool,
+    sql: Sql,
+    begin: &'static str,
+    delta: i64,
+) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
+    let mut conn = pool.acquire().await.unwrap();
+    let _session: i32 = sqlx::Row::get(&sqlx::raw_sql(begin).fetch_one(&mut *conn).await.unwrap(), 0);
+    let (id, owner, balance): (i64, String, i64) = sqlx::query_as(sql.find_for_update)
+        .bind(1_i64)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query(sql.update)
+        .bind(owner)
+        .bind(balance + delta)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    conn
+}
+
+/// The ORM's two-database transfer on PostgreSQL by hand, statement for statement: each `BEGIN`
+/// batched with the session id, the root's lock-wait limit set when the second database joins,
+/// and, with `marker`, each `COMMIT` batched with the insert of the unit's commit marker.
+pub async fn sqlx_transfer_as_the_orm_does(one: &Database, two: &Database, sql: Sql, marker: Option<&str>) {
+    let mut root = sqlx_begin_and_move(one.postgres_pool().unwrap(), sql, "BEGIN; SELECT pg_backend_pid()", -1).await;
+    sqlx::raw_sql("SET LOCAL lock_timeout = '5000ms'")
+        .execute(&mut *root)
+        .await
+        .unwrap();
+    let mut joined = sqlx_begin_and_move(
+        two.postgres_pool().unwrap(),
+        sql,
+        "BEGIN; SET LOCAL lock_timeout = '5000ms'; SELECT pg_backend_pid()",
+        1,
+    )
+    .await;
+    for conn in [&mut root, &mut joined] {
+        match marker {
+            Some(unit) => {
+                let batch =
+                    format!("INSERT INTO activerecord_markers (unit_id, created_ms) VALUES ('{unit}', 0); COMMIT");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(batch))
+                    .execute(&mut **conn)
+                    .await
+                    .unwrap();
+            }
+            None => {
+                sqlx::raw_sql("COMMIT").execute(&mut **conn).await.unwrap();
+            }
+        }
+    }
+}
