@@ -46,10 +46,15 @@ fn now_ms() -> i64 {
 }
 
 impl Using {
-    /// Runs the scope's unit of work at most once for `key`: see the [module docs](self).
-    /// `request` is what the call was asked to do (its fingerprint tells a repeated call from a
-    /// different one that reuses the key by mistake). The outermost scope's database must have
-    /// the crate's migrations applied.
+    /// Runs the scope's unit of work at most once for `key`. The key is claimed in the unit's own
+    /// transaction, on the outermost scope's database, before the body runs, and the body's result
+    /// is stored (as JSON) in the same transaction: a later call with the key returns that result
+    /// without running the body; a concurrent one waits for the first and returns its result (or,
+    /// if the first rolled back, runs the body itself); a failed call stores nothing. `request` is
+    /// what the call was asked to do: its fingerprint tells a repeated call from a different one
+    /// that reuses the key by mistake ([`Error::IdempotencyConflict`]). The outermost scope's
+    /// database must have the crate's migrations applied
+    /// ([`migrate::run`](crate::migrate::run)).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
