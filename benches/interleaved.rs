@@ -17,20 +17,27 @@ use std::time::{Duration, Instant};
 const ROUNDS: u32 = 3000;
 const WARM_UP: u32 = 200;
 
-/// Sums the time of `run` over the measured rounds.
-struct Timer(Duration);
+/// The times of `run` over the measured rounds.
+#[derive(Default)]
+struct Timer(Vec<Duration>);
 
 impl Timer {
     async fn time(&mut self, round: u32, run: impl Future<Output = ()>) {
         let started = Instant::now();
         run.await;
         if round >= WARM_UP {
-            self.0 += started.elapsed();
+            self.0.push(started.elapsed());
         }
     }
 
     fn mean(&self) -> Duration {
-        self.0 / (ROUNDS - WARM_UP)
+        self.0.iter().sum::<Duration>() / self.0.len() as u32
+    }
+
+    fn median(&self) -> Duration {
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        sorted[sorted.len() / 2]
     }
 }
 
@@ -73,8 +80,7 @@ fn main() {
             let sql = Sql::new(backend);
             let orm_db: &Database = &bank(backend, &format!("interleaved_{label}_orm"), 200).await;
             let sqlx_db: &Database = &bank(backend, &format!("interleaved_{label}_sqlx"), 200).await;
-            let mut timers: Vec<(Timer, Timer)> =
-                (0..4).map(|_| (Timer(Duration::ZERO), Timer(Duration::ZERO))).collect();
+            let mut timers: Vec<(Timer, Timer)> = (0..4).map(|_| (Timer::default(), Timer::default())).collect();
             let mut account = Account::find(orm_db, 7).await.unwrap();
             for round in 0..ROUNDS {
                 let [find, update, query, insert] = timers.as_mut_slice() else {
@@ -127,7 +133,7 @@ fn main() {
             }
             let one = bank(backend, &format!("interleaved_{label}_sqlx_transfer_1"), 1).await;
             let two = bank(backend, &format!("interleaved_{label}_sqlx_transfer_2"), 1).await;
-            let (mut orm, mut sqlx) = (Timer(Duration::ZERO), Timer(Duration::ZERO));
+            let (mut orm, mut sqlx) = (Timer::default(), Timer::default());
             for round in 0..ROUNDS {
                 let orm_transfer = async { ops::orm_transfer(&names[0], &names[1], false).await.unwrap() };
                 both(
@@ -156,17 +162,25 @@ async fn markers() {
             .await
             .unwrap();
     }
-    let raw = [1, 2].map(|n| format!("interleaved_markers_sqlx_{n}"));
-    let mut raw_dbs = Vec::new();
-    for name in &raw {
-        let db = bank(Backend::Postgres, name, 1).await;
-        activerecord::migrate::run(&db).await.unwrap();
-        raw_dbs.push(db);
+    // Each raw side on two databases of its own, migrated like the ORM's.
+    let mut raw = Vec::new();
+    for side in ["marked", "unmarked", "plain"] {
+        let mut pair = Vec::new();
+        for n in 1..=2 {
+            let db = bank(Backend::Postgres, &format!("interleaved_markers_sqlx_{side}_{n}"), 1).await;
+            activerecord::migrate::run(&db).await.unwrap();
+            pair.push(db);
+        }
+        raw.push(pair);
     }
-    let (one, two) = (&raw_dbs[0], &raw_dbs[1]);
-    let mut timers: [Timer; 4] = std::array::from_fn(|_| Timer(Duration::ZERO));
+    let mut timers: [Timer; 4] = std::array::from_fn(|_| Timer::default());
     for round in 0..ROUNDS {
-        let unit = format!("bench-{round}");
+        // A unit id and a creation time shaped like the ORM's.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let unit = format!("{now:x}-{round:016x}");
         for turn in 0..4 {
             let side = (turn + round as usize) % 4;
             let timer = &mut timers[side];
@@ -180,24 +194,34 @@ async fn markers() {
                 }
                 1 => {
                     timer
-                        .time(round, ops::sqlx_transfer_as_the_orm_does(one, two, sql, Some(&unit)))
+                        .time(
+                            round,
+                            ops::sqlx_transfer_as_the_orm_does(&raw[0][0], &raw[0][1], sql, Some((&unit, now))),
+                        )
                         .await
                 }
                 2 => {
                     timer
-                        .time(round, ops::sqlx_transfer_as_the_orm_does(one, two, sql, None))
+                        .time(
+                            round,
+                            ops::sqlx_transfer_as_the_orm_does(&raw[1][0], &raw[1][1], sql, None),
+                        )
                         .await
                 }
-                _ => timer.time(round, ops::sqlx_transfer(one, two, sql)).await,
+                _ => timer.time(round, ops::sqlx_transfer(&raw[2][0], &raw[2][1], sql)).await,
             }
         }
     }
     let [orm, marked, unmarked, plain] = &timers;
-    println!("\n| PostgreSQL, transfer between two databases | mean | ratio |\n| --- | --- | --- |");
+    println!(
+        "\n| PostgreSQL, transfer between two databases | median | mean | ratio of medians (of means) |\n| --- | --- | --- | --- |"
+    );
     let line = |what: &str, timer: &Timer, to: &Timer, against: &str| {
         println!(
-            "| {what} | {:.1?} | {:.2}x {against} |",
+            "| {what} | {:.1?} | {:.1?} | {:.2}x ({:.2}x) {against} |",
+            timer.median(),
             timer.mean(),
+            timer.median().as_secs_f64() / to.median().as_secs_f64(),
             timer.mean().as_secs_f64() / to.mean().as_secs_f64()
         );
     };

@@ -258,7 +258,7 @@ async fn sqlx_begin_and_move(
 /// The ORM's two-database transfer on PostgreSQL by hand, statement for statement: each `BEGIN`
 /// batched with the session id, the root's lock-wait limit set when the second database joins,
 /// and, with `marker`, each `COMMIT` batched with the insert of the unit's commit marker.
-pub async fn sqlx_transfer_as_the_orm_does(one: &Database, two: &Database, sql: Sql, marker: Option<&str>) {
+pub async fn sqlx_transfer_as_the_orm_does(one: &Database, two: &Database, sql: Sql, marker: Option<(&str, u128)>) {
     let mut root = sqlx_begin_and_move(one.postgres_pool().unwrap(), sql, "BEGIN; SELECT pg_backend_pid()", -1).await;
     sqlx::raw_sql("SET LOCAL lock_timeout = '5000ms'")
         .execute(&mut *root)
@@ -273,9 +273,10 @@ pub async fn sqlx_transfer_as_the_orm_does(one: &Database, two: &Database, sql: 
     .await;
     for conn in [&mut root, &mut joined] {
         match marker {
-            Some(unit) => {
-                let batch =
-                    format!("INSERT INTO activerecord_markers (unit_id, created_ms) VALUES ('{unit}', 0); COMMIT");
+            Some((unit, created_ms)) => {
+                let batch = format!(
+                    "INSERT INTO activerecord_markers (unit_id, created_ms) VALUES ('{unit}', {created_ms}); COMMIT"
+                );
                 sqlx::raw_sql(sqlx::AssertSqlSafe(batch))
                     .execute(&mut **conn)
                     .await
