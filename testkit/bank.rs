@@ -2,7 +2,7 @@
 //! accounts, and movements that record every change of a balance in the same transaction, so that
 //! each database can be checked for half-done work (`balance = start + sum(movements)`).
 
-use activerecord::{ActiveRecord, Backend, ConnectionManager, Database, Error, Executor, Model, Result};
+use activerecord::{ActiveRecord, Backend, ConnectionManager, Database, Error, Executor, Model, Result, Tx};
 
 /// A bank account, as in the guide's examples.
 #[derive(ActiveRecord, Debug, Clone, PartialEq)]
@@ -88,29 +88,34 @@ pub async fn open(
 
 /// Moves `amount` from account `from.1` on connection `from.0` to account `to.1` on connection
 /// `to.0`: a scope on the first database with one nested on the second (the guide's transfer), in
-/// two-phase mode if asked. Each side reads its row `for_update` and records a movement. A payer
-/// without the funds is `Error::Rejected("insufficient funds")`.
+/// two-phase mode if asked. See [`transfer_in`].
 pub async fn transfer(from: (&str, i64), to: (&str, i64), amount: i64, two_phase: bool) -> Result<()> {
     let outer = ConnectionManager::using(from.0);
     let outer = if two_phase { outer.two_phase() } else { outer };
     outer
+        .transaction(async |tx| transfer_in(tx, from.1, to, amount).await)
+        .await
+}
+
+/// The body of a transfer, in a scope open on the payer's database: moves `amount` from account
+/// `from` to account `to.1` on connection `to.0`, in a scope nested on the second database. Each
+/// side reads its row `for_update` and records a movement. A payer without the funds is
+/// `Error::Rejected("insufficient funds")`.
+pub async fn transfer_in(tx: &mut Tx, from: i64, to: (&str, i64), amount: i64) -> Result<()> {
+    let mut payer = Account::find_for_update(tx, from).await?;
+    if payer.balance < amount {
+        return Err(Error::rejected("insufficient funds"));
+    }
+    payer.balance -= amount;
+    payer.save(tx).await?;
+    Movement::record(tx, from, -amount).await?;
+    ConnectionManager::using(to.0)
         .transaction(async |tx| {
-            let mut payer = Account::find_for_update(tx, from.1).await?;
-            if payer.balance < amount {
-                return Err(Error::rejected("insufficient funds"));
-            }
-            payer.balance -= amount;
-            payer.save(tx).await?;
-            Movement::record(tx, from.1, -amount).await?;
-            ConnectionManager::using(to.0)
-                .transaction(async |tx| {
-                    let mut payee = Account::find_for_update(tx, to.1).await?;
-                    payee.balance += amount;
-                    payee.save(tx).await?;
-                    Movement::record(tx, to.1, amount).await?;
-                    Ok(())
-                })
-                .await
+            let mut payee = Account::find_for_update(tx, to.1).await?;
+            payee.balance += amount;
+            payee.save(tx).await?;
+            Movement::record(tx, to.1, amount).await?;
+            Ok(())
         })
         .await
 }

@@ -25,7 +25,7 @@ use crate::model::Model;
 use crate::query::col;
 use crate::transaction::Using;
 use crate::transaction::{
-    BestEffort, BranchId, ChooseProtocol, Commit, CommitProtocol, Finish, Participant, ScopeOptions, Settled,
+    BestEffort, BranchId, ChooseProtocol, Commit, CommitProtocol, Finish, Participant, ScopeOptions, Settled, now_ms,
 };
 use crate::value::Json;
 use futures_util::future::BoxFuture;
@@ -280,10 +280,7 @@ impl Coordinator {
                     })
                     .collect(),
             ),
-            decided_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as i64,
+            decided_at: now_ms(),
         };
         commit.deciding();
         if let Err(cause) = Decision::create(&self.inner.log, decision).await {

@@ -334,3 +334,25 @@ pub async fn assert_balances_match_movements(db: &Database, ids: &[i64]) {
         );
     }
 }
+
+/// A task holding a lock on `account` of `name` (a `SELECT ... FOR UPDATE` in a scope) until the
+/// returned sender is dropped or used.
+pub async fn hold(
+    name: &str,
+    account: i64,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<activerecord::Result<()>>,
+) {
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let scope = activerecord::ConnectionManager::using(name);
+    let holding = tokio::spawn(scope.transaction(async move |tx| {
+        testkit::bank::Account::find_for_update(tx, account).await?;
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.await;
+        Ok::<_, activerecord::Error>(())
+    }));
+    locked_rx.await.unwrap();
+    (release_tx, holding)
+}

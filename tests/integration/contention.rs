@@ -4,11 +4,11 @@
 //! on one database keeps the database's own waits.
 
 use crate::common::{
-    Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank, test_matrix,
+    Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank, hold, test_matrix,
 };
 use activerecord::{Backend, ConnectionManager, Database, DatabaseConfig, Error, Model, Result, RetryPolicy};
 use std::time::Duration;
-use testkit::bank::Account;
+use testkit::bank::{Account, transfer_in};
 use tokio::sync::oneshot;
 
 test_matrix!([postgres_and_mariadb, mariadb_and_postgres, postgres_and_postgres] =>
@@ -33,22 +33,6 @@ test_matrix!([postgres, mariadb] =>
 
 /// The limit the tests ask for (MariaDB rounds it up to 1 s).
 const LIMIT: Duration = Duration::from_millis(300);
-
-/// A task holding a lock on `account` of `name` (a `SELECT ... FOR UPDATE` in a scope) until the
-/// returned sender is dropped or used.
-async fn hold(name: &str, account: i64) -> (oneshot::Sender<()>, tokio::task::JoinHandle<Result<()>>) {
-    let (locked_tx, locked_rx) = oneshot::channel();
-    let (release_tx, release_rx) = oneshot::channel::<()>();
-    let scope = ConnectionManager::using(name);
-    let holding = tokio::spawn(scope.transaction(async move |tx| {
-        Account::find_for_update(tx, account).await?;
-        locked_tx.send(()).unwrap();
-        let _ = release_rx.await;
-        Ok::<_, Error>(())
-    }));
-    locked_rx.await.unwrap();
-    (release_tx, holding)
-}
 
 /// Two bank databases, each with one account.
 async fn pair(first: Backend, second: Backend, label: &str) -> [(String, Database, i64); 2] {
@@ -350,10 +334,14 @@ async fn opposite_transfers(
                         Some(policy) => {
                             scope
                                 .retry(policy.clone())
-                                .transaction(async |tx| move_one(tx, &from, &to).await)
+                                .transaction(async |tx| transfer_in(tx, from.1, (&to.0, to.1), 1).await)
                                 .await
                         }
-                        None => scope.transaction(async |tx| move_one(tx, &from, &to).await).await,
+                        None => {
+                            scope
+                                .transaction(async |tx| transfer_in(tx, from.1, (&to.0, to.1), 1).await)
+                                .await
+                        }
                     };
                     results.push(result);
                 }
@@ -366,22 +354,6 @@ async fn opposite_transfers(
         results.extend(task.await.unwrap());
     }
     (results, pair)
-}
-
-/// Moves 1 from `from` (the scope's database) to `to` (joined), locking each row first.
-async fn move_one(tx: &mut activerecord::Tx, from: &(String, i64), to: &(String, i64)) -> Result<()> {
-    let mut payer = Account::find_for_update(tx, from.1).await?;
-    payer.balance -= 1;
-    payer.save(tx).await?;
-    Movement::record(tx, from.1, -1).await?;
-    ConnectionManager::using(&to.0)
-        .transaction(async |tx| {
-            let mut payee = Account::find_for_update(tx, to.1).await?;
-            payee.balance += 1;
-            payee.save(tx).await?;
-            Movement::record(tx, to.1, 1).await.map(drop)
-        })
-        .await
 }
 
 /// Checks that the money on both databases adds up: each account's balance is its start plus its

@@ -9,7 +9,7 @@
 //! the control connection and the unit's marker looked up. Without it, the outcome stays unknown,
 //! and says so.
 
-use crate::common::{Movement, assert_no_open_transactions, bank, test_matrix};
+use crate::common::{Movement, assert_no_open_transactions, bank, hold, test_matrix};
 use crate::two_phase::{SERIAL, coordinator, prepared_count};
 use activerecord::{
     Backend, ConnectionManager, Database, DatabaseOutcome, Error, Event, EventKind, Model, Observer, Result,
@@ -741,16 +741,7 @@ async fn a_statement_abandoned_while_waiting_on_a_lock_is_ended_on_the_server(ba
     let (db, ids) = bank(backend, &name, &["owner"]).await;
     let account = ids[0];
     // Another session holds the row.
-    let holder = ConnectionManager::using(&name);
-    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-    let holding = tokio::spawn(holder.transaction(async move |tx| {
-        testkit::bank::Account::find_for_update(tx, account).await?;
-        locked_tx.send(()).unwrap();
-        release_rx.await.unwrap();
-        Ok::<_, Error>(())
-    }));
-    locked_rx.await.unwrap();
+    let (release_tx, holding) = hold(&name, account).await;
     let waiter = ConnectionManager::using(&name).transaction(async |tx| {
         testkit::bank::Account::find_for_update(tx, account).await?;
         Movement::record(tx, account, -10).await?;

@@ -543,30 +543,33 @@ pub(crate) fn probe_markers() -> String {
     format!("SELECT unit_id FROM {MARKERS_TABLE} WHERE 1 = 0")
 }
 
+/// Asks the dialect of the engine `db` came from a `question` about the error's code: the one
+/// place that finds an error's engine and code.
+pub(crate) fn ask<T>(db: &dyn sqlx::error::DatabaseError, question: impl FnOnce(&dyn Dialect, &str) -> T) -> T {
+    let dialect = Backend::of_error(db).dialect();
+    question(dialect, &dialect.code(db))
+}
+
 /// Why the server (or SQLite) refused a new connection, from its error; `address` is where the
 /// connection went (a file for SQLite).
 pub(crate) fn connect_failure(db: &dyn sqlx::error::DatabaseError, address: String) -> ConnectFailure {
-    let dialect = Backend::of_error(db).dialect();
-    dialect.connect_failure(&dialect.code(db), address)
+    ask(db, |dialect, code| dialect.connect_failure(code, address))
 }
 
 /// Whether `db` says that a prepared branch is unknown: finished by someone else, or never
 /// prepared.
 pub(crate) fn is_unknown_branch(db: &dyn sqlx::error::DatabaseError) -> bool {
-    let dialect = Backend::of_error(db).dialect();
-    dialect.is_unknown_branch(&dialect.code(db))
+    ask(db, |dialect, code| dialect.is_unknown_branch(code))
 }
 
 /// Whether `db` says that the server rolled back the whole transaction it happened in.
 pub(crate) fn rolls_back_transaction(db: &dyn sqlx::error::DatabaseError) -> bool {
-    let dialect = Backend::of_error(db).dialect();
-    dialect.rolls_back_transaction(&dialect.code(db))
+    ask(db, |dialect, code| dialect.rolls_back_transaction(code))
 }
 
 /// Whether `db` says that another session is finishing a prepared branch right now.
 pub(crate) fn is_branch_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
-    let dialect = Backend::of_error(db).dialect();
-    dialect.is_branch_busy(&dialect.code(db), db.message())
+    ask(db, |dialect, code| dialect.is_branch_busy(code, db.message()))
 }
 
 impl Error {
@@ -583,10 +586,9 @@ impl Error {
             | Error::PoolTimeout { .. }
             | Error::LockTimeout { .. }
             | Error::RolledBackByServer { .. } => true,
-            Error::Query { source, .. } => source.as_database_error().is_some_and(|db| {
-                let dialect = Backend::of_error(db).dialect();
-                dialect.is_transient(&dialect.code(db))
-            }),
+            Error::Query { source, .. } => source
+                .as_database_error()
+                .is_some_and(|db| ask(db, |dialect, code| dialect.is_transient(code))),
             _ => false,
         }
     }

@@ -20,18 +20,13 @@ fn tracker() -> TaskTracker {
     context().get::<Background>().expect("stored above").0.clone()
 }
 
-/// Runs `task` to its end on the current runtime, whatever becomes of the caller. Without a
-/// runtime (a drop outside any), the task is not run and a warning says so.
+/// Runs `task` to its end on the current runtime, whatever becomes of the caller; `None` (the
+/// task not run) without a runtime (a drop outside any).
 pub(crate) fn spawn<T: Send + 'static>(
     task: impl Future<Output = T> + Send + 'static,
 ) -> Option<tokio::task::JoinHandle<T>> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => Some(tracker().spawn_on(task, &runtime)),
-        Err(_) => {
-            tracing::warn!("no async runtime: background work (ending an abandoned session) was skipped");
-            None
-        }
-    }
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    Some(tracker().spawn_on(task, &runtime))
 }
 
 /// Waits until every background task has finished.

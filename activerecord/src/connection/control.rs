@@ -9,7 +9,7 @@
 
 use super::Database;
 use super::database::Pool;
-use crate::backend::count_markers;
+use crate::backend::{ask, count_markers};
 use crate::error::{Error, Result};
 use sqlx::{Connection as _, MySqlConnection, PgConnection};
 use std::time::Duration;
@@ -93,7 +93,7 @@ impl Database {
             Err(Error::Query { source, .. })
                 if source
                     .as_database_error()
-                    .is_some_and(|db| dialect.is_unknown_session(&dialect.code(db))) => {}
+                    .is_some_and(|db| ask(db, |dialect, code| dialect.is_unknown_session(code))) => {}
             Err(e) => return Err(e),
         }
         while self.control(dialect.session_count(session), true).await? > 0 {
@@ -107,7 +107,7 @@ impl Database {
     /// the closed socket for (PostgreSQL keeps waiting; MariaDB until its lock-wait timeout).
     pub(crate) fn end_abandoned_session(&self, session: u64) {
         let database = self.clone();
-        super::background::spawn(async move {
+        let spawned = super::background::spawn(async move {
             match tokio::time::timeout(ABANDONED_WITHIN, database.fence(session)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -120,6 +120,13 @@ impl Database {
                 ),
             }
         });
+        if spawned.is_none() {
+            tracing::warn!(
+                connection = self.name(),
+                session,
+                "no async runtime to end an abandoned session on: the server ends it when it notices the closed connection"
+            );
+        }
     }
 
     /// Runs `finish` (a `COMMIT PREPARED`/`ROLLBACK PREPARED` or XA statement made of checked ids)

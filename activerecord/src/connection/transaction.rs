@@ -57,7 +57,6 @@ impl OpenTransaction {
             .begin(batch.join("; "), session_query.is_some())
             .await
             .map_err(|e| Error::from_sqlx(database.name(), e))?;
-        conn.session = session;
         Ok(OpenTransaction {
             database,
             slot: tokio::sync::Mutex::new(Some(conn)),
@@ -182,8 +181,8 @@ impl TxConnection {
         })
     }
 
-    /// Runs the text batch that opens a transaction; with `session_query`, its last statement
-    /// answers the session id, which is returned.
+    /// Runs the text batch that opens a transaction; with `session_query` (a server engine), its
+    /// last statement answers the session id, which the connection keeps and returns.
     async fn begin(&mut self, batch: String, session_query: bool) -> Result<Option<u64>, sqlx::Error> {
         use sqlx::Row as _;
         if !session_query {
@@ -198,13 +197,10 @@ impl TxConnection {
                 .try_get::<i32, _>(0)
                 .map(|id| id as u64),
             PooledConnection::MySql(c) => batch.fetch_one(&mut **c).await?.try_get::<u64, _>(0),
-            PooledConnection::Sqlite(c) => batch
-                .fetch_one(&mut **c)
-                .await?
-                .try_get::<i64, _>(0)
-                .map(|id| id as u64),
+            PooledConnection::Sqlite(_) => unreachable!("SQLite has no server session to ask for"),
         }?;
-        Ok(Some(session))
+        self.session = Some(session);
+        Ok(self.session)
     }
 
     /// Runs SQL text, through the text protocol (XA statements cannot be prepared statements).

@@ -15,16 +15,16 @@
 //! The table comes from [`migrate::run`](crate::migrate::run); old keys go with
 //! [`ConnectionManager::prune_idempotency_keys`].
 
+use super::markers::{now_ms, prune_older};
 use super::{Tx, Using};
 use crate::ActiveRecord;
 use crate::connection::ConnectionManager;
 use crate::error::{ConstraintKind, Error, Result};
 use crate::model::Model;
-use crate::query::col;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The longest key the table takes.
 const MAX_KEY_LEN: usize = 128;
@@ -38,11 +38,6 @@ struct IdempotencyRecord {
     fingerprint: String,
     result: Option<String>,
     created_ms: i64,
-}
-
-fn now_ms() -> i64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Using {
@@ -220,11 +215,6 @@ impl ConnectionManager {
     /// # Ok(()) }
     /// ```
     pub async fn prune_idempotency_keys(name: &str, older_than: Duration) -> Result<u64> {
-        let database = ConnectionManager::get(name)?;
-        let cutoff = now_ms().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
-        IdempotencyRecord::query()
-            .filter(col("created_ms").lt(cutoff))
-            .delete_all(&database)
-            .await
+        prune_older::<IdempotencyRecord>(name, older_than).await
     }
 }

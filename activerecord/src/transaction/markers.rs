@@ -6,14 +6,57 @@
 //! outcome is read from a marker only after the session that sent the `COMMIT` is gone, so "no
 //! marker" means "rolled back", never "not yet".
 
-use super::participant::RESOLVE_WITHIN;
 use crate::ActiveRecord;
 use crate::backend::validate_id;
-use crate::connection::ConnectionManager;
+use crate::connection::{ConnectionManager, Database};
 use crate::error::{DatabaseOutcome, PartialCommit, Result};
 use crate::model::Model;
 use crate::query::col;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long finding out an unknown outcome may take (ending the session, then the marker lookup)
+/// before the outcome is reported as unknown.
+pub(crate) const RESOLVE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Milliseconds since the Unix epoch, as the crate's tables store times (`created_ms`).
+pub(crate) fn now_ms() -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Whether the `COMMIT` of unit `unit` (a checked id), sent by server session `session` of
+/// `database`, took effect: ends the session, waits until the server no longer has it, then looks
+/// for the unit's marker, within [`RESOLVE_WITHIN`]. Unknown (and logged) when that fails.
+pub(crate) async fn outcome_from_marker(database: &Database, session: u64, unit: &str) -> DatabaseOutcome {
+    let found = tokio::time::timeout(RESOLVE_WITHIN, async {
+        database.fence(session).await?;
+        database.has_marker(unit).await
+    })
+    .await;
+    match found {
+        Ok(Ok(true)) => DatabaseOutcome::Committed,
+        Ok(Ok(false)) => DatabaseOutcome::RolledBack,
+        Ok(Err(e)) => {
+            tracing::warn!(unit, connection = database.name(), error = %e, "the outcome of a lost COMMIT answer could not be found out");
+            DatabaseOutcome::Unknown
+        }
+        Err(_) => {
+            tracing::warn!(unit, connection = database.name(), within = ?RESOLVE_WITHIN, "the outcome of a lost COMMIT answer could not be found out in time");
+            DatabaseOutcome::Unknown
+        }
+    }
+}
+
+/// Removes the rows of `M` (one of the crate's tables with a `created_ms` column) older than
+/// `older_than` from the connection `name`, and returns how many.
+pub(crate) async fn prune_older<M: Model>(name: &str, older_than: Duration) -> Result<u64> {
+    let database = ConnectionManager::get(name)?;
+    let cutoff = now_ms().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
+    M::query()
+        .filter(col("created_ms").lt(cutoff))
+        .delete_all(&database)
+        .await
+}
 
 /// One commit marker.
 #[derive(ActiveRecord, Debug, Clone)]
@@ -61,21 +104,7 @@ impl ConnectionManager {
                 continue;
             };
             let database = ConnectionManager::get(connection)?;
-            let found = tokio::time::timeout(RESOLVE_WITHIN, async {
-                database.fence(session).await?;
-                database.has_marker(unit).await
-            })
-            .await;
-            match found {
-                Ok(Ok(true)) => *outcome = DatabaseOutcome::Committed,
-                Ok(Ok(false)) => *outcome = DatabaseOutcome::RolledBack,
-                Ok(Err(e)) => {
-                    tracing::warn!(unit, connection = %connection, error = %e, "the outcome is still unknown")
-                }
-                Err(_) => {
-                    tracing::warn!(unit, connection = %connection, "the outcome is still unknown: the database did not answer in time")
-                }
-            }
+            *outcome = outcome_from_marker(&database, session, unit).await;
         }
         Ok(outcomes)
     }
@@ -96,16 +125,6 @@ impl ConnectionManager {
     /// # Ok(()) }
     /// ```
     pub async fn prune_markers(name: &str, older_than: Duration) -> Result<u64> {
-        let database = ConnectionManager::get(name)?;
-        let cutoff = SystemTime::now()
-            .checked_sub(older_than)
-            .unwrap_or(UNIX_EPOCH)
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        Marker::query()
-            .filter(col("created_ms").lt(i64::try_from(cutoff).unwrap_or(i64::MAX)))
-            .delete_all(&database)
-            .await
+        prune_older::<Marker>(name, older_than).await
     }
 }

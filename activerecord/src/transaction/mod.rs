@@ -35,6 +35,7 @@ pub(crate) use crate::backend::{BranchId, Finish};
 pub use events::{Event, EventKind, Observer, ObserverId, UnitId, UnitOutcome};
 pub use handles::{Ambient, Using};
 pub use idempotency::Idempotent;
+pub(crate) use markers::now_ms;
 pub(crate) use participant::Participant;
 pub use retry::{RetryPolicy, Retrying, Transient, retry};
 pub(crate) use unit::{Commit, CommitProtocol, Settled};

@@ -11,6 +11,7 @@
 
 use super::ScopeOptions;
 use super::events::UnitId;
+use super::markers::{RESOLVE_WITHIN, now_ms, outcome_from_marker};
 use super::unit::Branch;
 use crate::backend::{Backend, BranchId, Finish, insert_marker};
 use crate::connection::{Database, OpenTransaction};
@@ -18,11 +19,7 @@ use crate::error::{DatabaseOutcome, Error, Result};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// How long finding out an unknown outcome may take (ending the session, then the marker lookup)
-/// before the outcome is reported as unknown.
-pub(crate) const RESOLVE_WITHIN: Duration = Duration::from_secs(5);
+use std::time::Duration;
 
 /// One database's open transaction within a unit of work.
 pub(crate) struct Participant {
@@ -260,10 +257,7 @@ impl Participant {
     /// database has the marker table.
     fn marker(&self, unit: &UnitId) -> Option<String> {
         let leaves_one = self.branch.is_none() && self.tx.wrote() && self.database().markers_enabled();
-        leaves_one.then(|| {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-            insert_marker(unit.as_str(), i64::try_from(now.as_millis()).unwrap_or(i64::MAX))
-        })
+        leaves_one.then(|| insert_marker(unit.as_str(), now_ms()))
     }
 
     /// Finds out, within [`RESOLVE_WITHIN`], whether the `COMMIT` of unit `unit` whose answer was
@@ -274,7 +268,7 @@ impl Participant {
             // Nothing to commit: committed and rolled back are the same.
             return DatabaseOutcome::Committed;
         }
-        let (Some(session), true) = (self.tx.session(), self.marked.load(Ordering::SeqCst)) else {
+        let Some(session) = self.resolvable_session() else {
             tracing::warn!(
                 unit = %unit,
                 connection = self.name(),
@@ -283,24 +277,7 @@ impl Participant {
             );
             return DatabaseOutcome::Unknown;
         };
-        let database = self.database();
-        let found = tokio::time::timeout(RESOLVE_WITHIN, async {
-            database.fence(session).await?;
-            database.has_marker(unit.as_str()).await
-        })
-        .await;
-        match found {
-            Ok(Ok(true)) => DatabaseOutcome::Committed,
-            Ok(Ok(false)) => DatabaseOutcome::RolledBack,
-            Ok(Err(e)) => {
-                tracing::warn!(unit = %unit, connection = self.name(), error = %e, "the outcome of a lost COMMIT answer could not be found out");
-                DatabaseOutcome::Unknown
-            }
-            Err(_) => {
-                tracing::warn!(unit = %unit, connection = self.name(), within = ?RESOLVE_WITHIN, "the outcome of a lost COMMIT answer could not be found out in time");
-                DatabaseOutcome::Unknown
-            }
-        }
+        outcome_from_marker(self.database(), session, unit.as_str()).await
     }
 
     /// Rolls back a branch whose `PREPARE` was sent and whose connection broke: it may be

@@ -64,40 +64,14 @@ impl RetryPolicy {
         self.attempts
     }
 
-    /// The attempts of one run of the policy.
-    fn start(&self) -> Attempts {
+    /// The delays between the runs of one use of the policy.
+    fn delays(&self) -> backon::ExponentialBackoff {
         let builder = backon::ExponentialBuilder::new()
             .with_min_delay(self.first_delay)
             .with_max_delay(self.max_delay)
             .with_max_times(self.attempts as usize - 1);
         let builder = if self.jitter { builder.with_jitter() } else { builder };
-        Attempts {
-            delays: builder.build(),
-            attempt: 1,
-        }
-    }
-}
-
-/// Where one run of a [`RetryPolicy`] is: the delays left, and the attempt under way.
-struct Attempts {
-    delays: backon::ExponentialBackoff,
-    attempt: u32,
-}
-
-impl Attempts {
-    /// After a failed attempt: when `error` is safe to retry and the policy allows another
-    /// attempt, waits the delay and returns true.
-    async fn retry_after<E: Transient + std::fmt::Display>(&mut self, error: &E) -> bool {
-        if !error.is_transient() {
-            return false;
-        }
-        let Some(delay) = self.delays.next() else {
-            return false;
-        };
-        tracing::debug!(attempt = self.attempt, ?delay, error = %error, "retrying after a transient error");
-        tokio::time::sleep(delay).await;
-        self.attempt += 1;
-        true
+        builder.build()
     }
 }
 
@@ -145,10 +119,16 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut attempts = policy.start();
+    let mut delays = policy.delays();
+    let mut attempt = 1;
     loop {
         match operation().await {
-            Err(e) if attempts.retry_after(&e).await => {}
+            Err(e) if e.is_transient() => {
+                let Some(delay) = delays.next() else { return Err(e) };
+                tracing::debug!(attempt, ?delay, error = %e, "retrying after a transient error");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
             done => return done,
         }
     }
@@ -196,12 +176,6 @@ impl Retrying {
         F: AsyncFnOnce(&mut Tx) -> Result<T, E> + Clone,
         E: From<Error> + Transient + std::fmt::Display,
     {
-        let mut attempts = self.policy.start();
-        loop {
-            match self.using.clone().transaction(body.clone()).await {
-                Err(e) if attempts.retry_after(&e).await => {}
-                done => return done,
-            }
-        }
+        retry(&self.policy, || self.using.clone().transaction(body.clone())).await
     }
 }
