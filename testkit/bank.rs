@@ -102,20 +102,22 @@ pub async fn transfer(from: (&str, i64), to: (&str, i64), amount: i64, two_phase
 /// side reads its row `for_update` and records a movement. A payer without the funds is
 /// `Error::Rejected("insufficient funds")`.
 pub async fn transfer_in(tx: &mut Tx, from: i64, to: (&str, i64), amount: i64) -> Result<()> {
-    let mut payer = Account::find_for_update(tx, from).await?;
-    if payer.balance < amount {
+    adjust(tx, from, -amount).await?;
+    ConnectionManager::using(to.0)
+        .transaction(async |tx| adjust(tx, to.1, amount).await)
+        .await
+}
+
+/// Adds `amount` to account `id` (a negative amount takes from it), its row read `for_update`, and
+/// records the movement. A balance that would go below zero is
+/// `Error::Rejected("insufficient funds")`.
+pub async fn adjust(tx: &mut Tx, id: i64, amount: i64) -> Result<()> {
+    let mut account = Account::find_for_update(tx, id).await?;
+    if account.balance + amount < 0 {
         return Err(Error::rejected("insufficient funds"));
     }
-    payer.balance -= amount;
-    payer.save(tx).await?;
-    Movement::record(tx, from, -amount).await?;
-    ConnectionManager::using(to.0)
-        .transaction(async |tx| {
-            let mut payee = Account::find_for_update(tx, to.1).await?;
-            payee.balance += amount;
-            payee.save(tx).await?;
-            Movement::record(tx, to.1, amount).await?;
-            Ok(())
-        })
-        .await
+    account.balance += amount;
+    account.save(tx).await?;
+    Movement::record(tx, id, amount).await?;
+    Ok(())
 }

@@ -249,15 +249,37 @@ pub enum Error {
     /// or [`Using::lock_timeout`](crate::Using::lock_timeout)), SQLite's `busy_timeout`. Nothing
     /// was committed by it: return it from the scope (its transaction rolls back) and retry the
     /// whole unit of work, perhaps after a pause ([`Error::is_transient`] is true).
+    /// On SQLite the wait may also be for the file's write lock held by another scope of this
+    /// process (write scopes queue for it in the process before `BEGIN IMMEDIATE`): then there is
+    /// no database error.
     #[error(
-        "a statement on connection {connection:?} gave up waiting for a lock held by another transaction; roll back and retry the unit of work: {source}"
+        "a statement on connection {connection:?} gave up waiting for a lock held by another transaction; roll back and retry the unit of work{}",
+        source.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
     )]
     LockTimeout {
         /// The connection name.
         connection: String,
-        /// The database's error.
+        /// The database's error, when the database gave up the wait.
         #[source]
-        source: sqlx::Error,
+        source: Option<sqlx::Error>,
+    },
+
+    /// This unit of work and another of this process waited for each other's locks across
+    /// databases: a deadlock that no database can see, since each sees one plain lock wait. The
+    /// process's deadlock detector (see
+    /// [`ConnectionManager::detect_deadlocks`](crate::ConnectionManager::detect_deadlocks)) chose
+    /// this unit, the younger one, and cancelled its waiting statement; the other goes on. Nothing
+    /// of this unit commits, and its transactions refuse every further statement: return the error
+    /// from the scope (every database rolls back) and retry the whole unit of work
+    /// ([`Error::is_transient`] is true).
+    #[error(
+        "a deadlock across databases: this unit of work waited {waited:?} on connection {connection:?} for a unit of work of this process that waits for it, and was chosen (the younger) to give way; it rolls back on every database: retry it"
+    )]
+    Deadlock {
+        /// The connection whose statement was cancelled.
+        connection: String,
+        /// How long that statement had waited when the deadlock was found.
+        waited: std::time::Duration,
     },
 
     /// A transaction scope's body did not finish within the scope's timeout; the scope was rolled

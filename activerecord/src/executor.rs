@@ -106,22 +106,26 @@ macro_rules! on_target {
                 let mut slot = tx.lock().await;
                 match slot.as_mut().map(|c| &mut c.conn) {
                     None => Err(tx.ended()),
-                    Some(_) if let Err(refused) = tx.refuse_if_rolled_back() => Err(refused),
-                    Some(conn) => match (conn, args) {
-                        (PooledConnection::Sqlite(c), Arguments::Sqlite($arguments)) => {
-                            let $exec = &mut **c;
-                            $body
+                    Some(_) if let Err(refused) = tx.refuse_if_doomed() => Err(refused),
+                    Some(conn) => {
+                        // Seen by the deadlock detector while it runs.
+                        let _running = tx.statement_runs();
+                        match (conn, args) {
+                            (PooledConnection::Sqlite(c), Arguments::Sqlite($arguments)) => {
+                                let $exec = &mut **c;
+                                $body
+                            }
+                            (PooledConnection::Postgres(c), Arguments::Postgres($arguments)) => {
+                                let $exec = &mut **c;
+                                $body
+                            }
+                            (PooledConnection::MySql(c), Arguments::MySql($arguments)) => {
+                                let $exec = &mut **c;
+                                $body
+                            }
+                            _ => unreachable!("arguments are always built for the target's backend"),
                         }
-                        (PooledConnection::Postgres(c), Arguments::Postgres($arguments)) => {
-                            let $exec = &mut **c;
-                            $body
-                        }
-                        (PooledConnection::MySql(c), Arguments::MySql($arguments)) => {
-                            let $exec = &mut **c;
-                            $body
-                        }
-                        _ => unreachable!("arguments are always built for the target's backend"),
-                    },
+                    }
                 }
             }
         }
@@ -158,6 +162,10 @@ impl Target<'_> {
             && let Some(db) = e.as_database_error()
         {
             tx.set_aborted(true);
+            if let Some(deadlock) = tx.deadlock() {
+                // The deadlock detector cancelled the statement.
+                return deadlock;
+            }
             if crate::backend::rolls_back_transaction(db) {
                 tx.set_rolled_back_by_server();
             }

@@ -17,7 +17,7 @@
 
 use crate::ActiveRecord;
 use crate::backend::{PreparedListing, validate_id};
-use crate::connection::{Database, DatabaseConfig};
+use crate::connection::{Database, DatabaseConfig, UnitTag};
 use crate::context::context;
 use crate::error::{Error, Result, TwoPhaseError};
 use crate::executor::{Resolve, Target};
@@ -727,7 +727,14 @@ impl Database {
     pub async fn tpc_begin(&self, xid: &str) -> Result<TpcTransaction> {
         validate_id(xid)?;
         let branch = BranchId::new(xid, 0);
-        let participant = Participant::begin(self.clone(), &ScopeOptions::default(), Some(branch), None).await?;
+        let participant = Participant::begin(
+            self.clone(),
+            &UnitTag::new(),
+            &ScopeOptions::default(),
+            Some(branch),
+            None,
+        )
+        .await?;
         Ok(TpcTransaction { participant })
     }
 }

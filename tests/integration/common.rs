@@ -71,6 +71,8 @@ macro_rules! combination {
     (postgres_and_mariadb, $f:path) => { $f(activerecord::Backend::Postgres, activerecord::Backend::MySql) };
     (postgres_and_postgres, $f:path) => { $f(activerecord::Backend::Postgres, activerecord::Backend::Postgres) };
     (mariadb_and_postgres, $f:path) => { $f(activerecord::Backend::MySql, activerecord::Backend::Postgres) };
+    (postgres_and_sqlite, $f:path) => { $f(activerecord::Backend::Postgres, activerecord::Backend::Sqlite) };
+    (sqlite_and_mariadb, $f:path) => { $f(activerecord::Backend::Sqlite, activerecord::Backend::MySql) };
     ($unknown:ident, $f:path) => {
         compile_error!(concat!(
             "unknown backend combination `",

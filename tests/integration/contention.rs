@@ -8,7 +8,7 @@ use crate::common::{
 };
 use activerecord::{Backend, ConnectionManager, Database, DatabaseConfig, Error, Model, Result, RetryPolicy};
 use std::time::Duration;
-use testkit::bank::{Account, transfer_in};
+use testkit::bank::{Account, adjust, transfer_in};
 use tokio::sync::oneshot;
 
 test_matrix!([postgres_and_mariadb, mariadb_and_postgres, postgres_and_postgres] =>
@@ -18,7 +18,11 @@ test_matrix!([postgres_and_mariadb, mariadb_and_postgres, postgres_and_postgres]
 
 test_matrix!([postgres_and_postgres, postgres_and_mariadb, sqlite_and_sqlite] =>
     opposite_transfers_with_a_retry_policy_all_complete,
-    opposite_transfers_without_retries_fail_only_on_lock_waits,
+    opposite_transfers_without_retries_fail_only_on_deadlocks_and_lock_waits,
+);
+
+test_matrix!([postgres_and_postgres, postgres_and_mariadb, mariadb_and_postgres, sqlite_and_sqlite, postgres_and_sqlite, sqlite_and_mariadb] =>
+    a_deadlock_across_databases_is_broken_and_the_younger_unit_gives_way,
 );
 
 test_matrix!([sqlite, postgres, mariadb] =>
@@ -229,6 +233,58 @@ async fn a_deadlock_inside_a_savepoint_is_reported_and_never_autocommits(backend
     Ok(())
 }
 
+/// Two units of work each lock a row on their own first database, then each asks for the row the
+/// other holds on its second: a cycle through two databases, each of which sees one plain lock
+/// wait. The lock-wait limit is far away (30 s): the process's deadlock detector breaks the cycle
+/// by cancelling the younger unit's waiting statement, which gets `Error::Deadlock` (retryable)
+/// and rolls back on both databases; the older one then commits on both. On SQLite the waits are
+/// for the in-process write lock of each file, which the detector sees too.
+async fn a_deadlock_across_databases_is_broken_and_the_younger_unit_gives_way(
+    first: Backend,
+    second: Backend,
+) -> Result<()> {
+    let [(n1, db1, a1), (n2, db2, a2)] = pair(first, second, "crossed").await;
+    let holding_both = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let unit = |from: (String, i64), to: (String, i64), started: Option<oneshot::Receiver<()>>| {
+        let holding_both = holding_both.clone();
+        async move {
+            if let Some(started) = started {
+                // The older unit has begun: this one is the younger.
+                started.await.unwrap();
+            }
+            ConnectionManager::using(&from.0)
+                .lock_timeout(Duration::from_secs(30))
+                .transaction(async |tx| {
+                    adjust(tx, from.1, -1).await?;
+                    holding_both.wait().await;
+                    ConnectionManager::using(&to.0)
+                        .transaction(async |tx| adjust(tx, to.1, 1).await)
+                        .await
+                })
+                .await
+        }
+    };
+    let (begun, started) = oneshot::channel();
+    let older = tokio::spawn(unit((n1.clone(), a1), (n2.clone(), a2), None));
+    // The younger unit starts once the older one holds its first row.
+    let younger = tokio::spawn(unit((n2.clone(), a2), (n1.clone(), a1), Some(started)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    begun.send(()).unwrap();
+    let (older, younger) = (older.await.unwrap(), younger.await.unwrap());
+    older?;
+    let err = younger.unwrap_err();
+    assert!(matches!(err, Error::Deadlock { .. }), "{err:?}");
+    assert!(err.is_transient(), "nothing committed: the unit may be retried");
+    // The older unit's movements alone, one on each database.
+    assert_eq!((Movement::count(&db1).await?, Movement::count(&db2).await?), (1, 1));
+    assert_balances_match_movements(&db1, &[a1]).await;
+    assert_balances_match_movements(&db2, &[a2]).await;
+    assert_eq!(balance(&db1, a1).await + balance(&db2, a2).await, 200);
+    assert_no_open_transactions(&db1).await;
+    assert_no_open_transactions(&db2).await;
+    Ok(())
+}
+
 /// A bank database with the crate's migrations (for the idempotency keys).
 async fn migrated_bank(backend: Backend, label: &str) -> (String, Database, i64) {
     let name = format!("{label}_{backend:?}").to_lowercase();
@@ -380,13 +436,16 @@ async fn opposite_transfers_with_a_retry_policy_all_complete(first: Backend, sec
     Ok(())
 }
 
-async fn opposite_transfers_without_retries_fail_only_on_lock_waits(first: Backend, second: Backend) -> Result<()> {
+async fn opposite_transfers_without_retries_fail_only_on_deadlocks_and_lock_waits(
+    first: Backend,
+    second: Backend,
+) -> Result<()> {
     let (results, pair) = opposite_transfers(first, second, "opposite_plain", None).await;
     let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     for err in &failed {
         assert!(
-            matches!(err, Error::LockTimeout { .. }),
-            "only lock waits given up: {err:?}"
+            matches!(err, Error::Deadlock { .. } | Error::LockTimeout { .. }),
+            "only deadlocks broken and lock waits given up: {err:?}"
         );
     }
     let committed = conserved(&pair).await;

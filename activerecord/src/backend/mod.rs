@@ -312,6 +312,12 @@ pub(crate) trait Dialect: Sync {
         vec![how.verb().into()]
     }
 
+    /// Whether the engine has one writer per database file, which write transactions take at
+    /// `BEGIN` (SQLite's `BEGIN IMMEDIATE`).
+    fn has_single_writer(&self) -> bool {
+        false
+    }
+
     /// Whether this engine can prepare a transaction (phase one of two-phase commit).
     fn can_prepare(&self) -> bool {
         true
@@ -442,6 +448,20 @@ pub(crate) trait Dialect: Sync {
         unreachable!("only engines with a session id query have sessions to count")
     }
 
+    /// The statement that stops the statement server session `session` is running, from another
+    /// connection, leaving the session (and, on PostgreSQL, an aborted transaction) in place.
+    fn cancel_statement(&self, session: u64) -> String {
+        let _ = session;
+        unreachable!("only engines with a session id query have statements to cancel")
+    }
+
+    /// A query answering, for each of the `waiting` sessions that waits for a lock, the sessions
+    /// it waits for: rows of (waiting, blocking) session ids, both integers.
+    fn blocking_sessions(&self, waiting: &[u64]) -> String {
+        let _ = waiting;
+        unreachable!("only engines with a session id query have sessions that wait")
+    }
+
     /// Whether `terminate_session`'s error says that the session was gone already.
     fn is_unknown_session(&self, code: &str) -> bool {
         let _ = code;
@@ -543,6 +563,11 @@ pub(crate) fn probe_markers() -> String {
     format!("SELECT unit_id FROM {MARKERS_TABLE} WHERE 1 = 0")
 }
 
+/// Session ids as an SQL list (`1, 2, 3`): integers, so nothing of the caller's reaches the text.
+fn id_list(sessions: &[u64]) -> String {
+    sessions.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+}
+
 /// Asks the dialect of the engine `db` came from a `question` about the error's code: the one
 /// place that finds an error's engine and code.
 pub(crate) fn ask<T>(db: &dyn sqlx::error::DatabaseError, question: impl FnOnce(&dyn Dialect, &str) -> T) -> T {
@@ -585,6 +610,7 @@ impl Error {
             Error::ConnectionLost { .. }
             | Error::PoolTimeout { .. }
             | Error::LockTimeout { .. }
+            | Error::Deadlock { .. }
             | Error::RolledBackByServer { .. } => true,
             Error::Query { source, .. } => source
                 .as_database_error()
@@ -634,7 +660,10 @@ impl Error {
                 if dialect.is_connection_lost(&code) {
                     Error::ConnectionLost { connection, source }
                 } else if dialect.is_lock_timeout(&code) {
-                    Error::LockTimeout { connection, source }
+                    Error::LockTimeout {
+                        connection,
+                        source: Some(source),
+                    }
                 } else if dialect.is_schema_error(&code, db.message()) {
                     Error::Schema { connection, source }
                 } else {

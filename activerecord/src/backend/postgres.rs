@@ -1,7 +1,7 @@
 //! PostgreSQL: double-quoted identifiers, numbered and typed placeholders, `PREPARE TRANSACTION`,
 //! SQLSTATE codes, the exact column types sqlx decodes, and dates from 4714 BC.
 
-use super::{BranchId, ColumnKind, Dialect, Finish, Isolation, PreparedListing};
+use super::{BranchId, ColumnKind, Dialect, Finish, Isolation, PreparedListing, id_list};
 use crate::error::{ConnectFailure, Error};
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -109,6 +109,19 @@ impl Dialect for Postgres {
     /// Needs the same role as the session's, or membership in `pg_signal_backend`.
     fn terminate_session(&self, session: u64) -> String {
         format!("SELECT pg_terminate_backend({session})")
+    }
+
+    /// The statement fails with 57014 and the transaction is aborted.
+    fn cancel_statement(&self, session: u64) -> String {
+        format!("SELECT pg_cancel_backend({session})")
+    }
+
+    /// `pg_blocking_pids` sees the whole cluster's lock waits.
+    fn blocking_sessions(&self, waiting: &[u64]) -> String {
+        format!(
+            "SELECT pid::int8, unnest(pg_blocking_pids(pid))::int8 FROM pg_stat_activity WHERE pid IN ({})",
+            id_list(waiting)
+        )
     }
 
     fn session_count(&self, session: u64) -> String {

@@ -10,6 +10,10 @@ use std::borrow::Cow;
 pub(crate) struct Sqlite;
 
 impl Dialect for Sqlite {
+    fn has_single_writer(&self) -> bool {
+        true
+    }
+
     fn quote(&self) -> char {
         '`'
     }

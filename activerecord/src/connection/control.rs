@@ -31,53 +31,99 @@ enum ControlConnection {
     MySql(MySqlConnection),
 }
 
+/// What a control statement is expected to answer.
+#[derive(Clone, Copy)]
+enum Ask {
+    /// Nothing (a statement).
+    Nothing,
+    /// One integer.
+    Count,
+    /// Rows of two integers.
+    Pairs,
+}
+
+/// A control statement's answer, shaped as its [`Ask`].
+enum Answer {
+    Nothing,
+    Count(i64),
+    Pairs(Vec<(i64, i64)>),
+}
+
 impl Database {
-    /// Runs one control query answering one count, or (`count` false) one statement, on the
-    /// control connection, opening it first if needed. A control connection found broken (the
-    /// server ended it, say) is replaced and the statement sent once more: every control statement
-    /// may safely run twice. SQLite has no server session: no control connection either.
-    async fn control(&self, sql: String, count: bool) -> Result<i64> {
-        match self.control_once(&sql, count).await {
-            Err(Error::ConnectionLost { .. }) => self.control_once(&sql, count).await,
+    /// Runs one control statement on the control connection, opening it first if needed. A
+    /// control connection found broken (the server ended it, say) is replaced and the statement
+    /// sent once more: every control statement may safely run twice. SQLite has no server
+    /// session: no control connection either.
+    async fn control(&self, sql: String, ask: Ask) -> Result<Answer> {
+        match self.control_once(&sql, ask).await {
+            Err(Error::ConnectionLost { .. }) => self.control_once(&sql, ask).await,
             done => done,
         }
     }
 
-    async fn control_once(&self, sql: &str, count: bool) -> Result<i64> {
+    /// Runs a control query answering one integer.
+    async fn control_count(&self, sql: String) -> Result<i64> {
+        match self.control(sql, Ask::Count).await? {
+            Answer::Count(count) => Ok(count),
+            _ => unreachable!("a count was asked for"),
+        }
+    }
+
+    async fn control_once(&self, sql: &str, ask: Ask) -> Result<Answer> {
         use sqlx::Executor as _;
         let mut slot = self.control_slot().slot.lock().await;
-        if slot.is_none() {
-            *slot = Some(
-                match self.pool() {
-                    Pool::Postgres(pool) => PgConnection::connect_with(&pool.connect_options())
-                        .await
-                        .map(ControlConnection::Postgres),
-                    Pool::MySql(pool) => MySqlConnection::connect_with(&pool.connect_options())
-                        .await
-                        .map(ControlConnection::MySql),
-                    Pool::Sqlite(_) => {
-                        return Err(Error::Configuration {
-                            connection: self.name().to_owned(),
-                            message: "SQLite has no server session: nothing to end or look up from outside".to_owned(),
-                            source: None,
-                        });
-                    }
+        // Out of the slot while the statement runs: if this future is dropped half way, the
+        // connection (with an answer still on its way) is dropped too, never used again.
+        let mut conn = match slot.take() {
+            Some(conn) => conn,
+            None => match self.pool() {
+                Pool::Postgres(pool) => PgConnection::connect_with(&pool.connect_options())
+                    .await
+                    .map(ControlConnection::Postgres),
+                Pool::MySql(pool) => MySqlConnection::connect_with(&pool.connect_options())
+                    .await
+                    .map(ControlConnection::MySql),
+                Pool::Sqlite(_) => {
+                    return Err(Error::Configuration {
+                        connection: self.name().to_owned(),
+                        message: "SQLite has no server session: nothing to end or look up from outside".to_owned(),
+                        source: None,
+                    });
                 }
-                .map_err(|e| Error::from_sqlx(self.name(), e))?,
-            );
-        }
-        let conn = slot.as_mut().expect("opened above");
+            }
+            .map_err(|e| Error::from_sqlx(self.name(), e))?,
+        };
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        let answer = match (conn, count) {
-            (ControlConnection::Postgres(c), true) => sqlx::query_scalar(sql).persistent(false).fetch_one(c).await,
-            (ControlConnection::MySql(c), true) => sqlx::query_scalar(sql).persistent(false).fetch_one(c).await,
-            (ControlConnection::Postgres(c), false) => c.execute(sql).await.map(|_| 0),
-            (ControlConnection::MySql(c), false) => c.execute(sql).await.map(|_| 0),
+        // Not kept as prepared statements: their text differs from one call to the next.
+        let answer = match (&mut conn, ask) {
+            (ControlConnection::Postgres(c), Ask::Count) => sqlx::query_scalar(sql)
+                .persistent(false)
+                .fetch_one(c)
+                .await
+                .map(Answer::Count),
+            (ControlConnection::MySql(c), Ask::Count) => sqlx::query_scalar(sql)
+                .persistent(false)
+                .fetch_one(c)
+                .await
+                .map(Answer::Count),
+            (ControlConnection::Postgres(c), Ask::Pairs) => sqlx::query_as(sql)
+                .persistent(false)
+                .fetch_all(c)
+                .await
+                .map(Answer::Pairs),
+            (ControlConnection::MySql(c), Ask::Pairs) => sqlx::query_as(sql)
+                .persistent(false)
+                .fetch_all(c)
+                .await
+                .map(Answer::Pairs),
+            (ControlConnection::Postgres(c), Ask::Nothing) => c.execute(sql).await.map(|_| Answer::Nothing),
+            (ControlConnection::MySql(c), Ask::Nothing) => c.execute(sql).await.map(|_| Answer::Nothing),
         };
         let answer = answer.map_err(|e| Error::from_sqlx(self.name(), e));
-        if matches!(answer, Err(Error::ConnectionLost { .. })) {
-            // The connection itself is gone (or the server ended it): open a new one next time.
-            *slot = None;
+        // A connection that is gone (or that the server ended) is not put back: the next
+        // statement opens a new one.
+        if !matches!(answer, Err(Error::ConnectionLost { .. })) {
+            *slot = Some(conn);
         }
         answer
     }
@@ -88,7 +134,7 @@ impl Database {
     /// `docs/transactions.md`, "Privileges").
     pub(crate) async fn fence(&self, session: u64) -> Result<()> {
         let dialect = self.backend().dialect();
-        match self.control(dialect.terminate_session(session), false).await {
+        match self.control(dialect.terminate_session(session), Ask::Nothing).await {
             Ok(_) => {}
             Err(Error::Query { source, .. })
                 if source
@@ -96,7 +142,7 @@ impl Database {
                     .is_some_and(|db| ask(db, |dialect, code| dialect.is_unknown_session(code))) => {}
             Err(e) => return Err(e),
         }
-        while self.control(dialect.session_count(session), true).await? > 0 {
+        while self.control_count(dialect.session_count(session)).await? > 0 {
             tokio::time::sleep(FENCE_POLL).await;
         }
         Ok(())
@@ -134,7 +180,7 @@ impl Database {
     /// once the session that prepared it is gone ([`fence`](Self::fence)), when that answer is
     /// authoritative.
     pub(crate) async fn finish_prepared_elsewhere(&self, finish: String) -> Result<()> {
-        match self.control(finish, false).await {
+        match self.control(finish, Ask::Nothing).await {
             Err(Error::Query { source, .. })
                 if source
                     .as_database_error()
@@ -150,6 +196,35 @@ impl Database {
     /// says "committed" or "not committed" only once the session that sent the `COMMIT` is gone
     /// (see [`fence`](Self::fence)).
     pub(crate) async fn has_marker(&self, unit: &str) -> Result<bool> {
-        Ok(self.control(count_markers(unit), true).await? > 0)
+        Ok(self.control_count(count_markers(unit)).await? > 0)
+    }
+
+    /// Which sessions each of the `waiting` sessions waits for a lock held by: (waiting,
+    /// blocking) pairs, read on the control connection.
+    pub(crate) async fn blocking_sessions(&self, waiting: &[u64]) -> Result<Vec<(u64, u64)>> {
+        let sql = self.backend().dialect().blocking_sessions(waiting);
+        match self.control(sql, Ask::Pairs).await? {
+            Answer::Pairs(pairs) => Ok(pairs
+                .into_iter()
+                .filter_map(|(waiting, blocking)| Some((u64::try_from(waiting).ok()?, u64::try_from(blocking).ok()?)))
+                .collect()),
+            _ => unreachable!("pairs were asked for"),
+        }
+    }
+
+    /// Cancels the statement server session `session` is running (its lock wait ends with an
+    /// error), from the control connection. Cancelling an idle session does nothing.
+    pub(crate) async fn cancel_statement(&self, session: u64) -> Result<()> {
+        let sql = self.backend().dialect().cancel_statement(session);
+        match self.control(sql, Ask::Nothing).await {
+            Err(Error::Query { source, .. })
+                if source
+                    .as_database_error()
+                    .is_some_and(|db| ask(db, |dialect, code| dialect.is_unknown_session(code))) =>
+            {
+                Ok(())
+            }
+            done => done.map(drop),
+        }
     }
 }

@@ -4,6 +4,7 @@
 use super::config::{DatabaseConfig, pick, split_sqlite_url};
 use super::control::Control;
 use super::url::DatabaseUrl;
+use super::waits::{self, WriterLock};
 use crate::backend::{Backend, probe_markers};
 use crate::error::{ConnectFailure, Error, Result};
 use sqlx::Connection as _;
@@ -82,7 +83,11 @@ struct DatabaseInner {
     markers: AtomicBool,
     /// How long a statement of a unit of work over several databases waits for a lock here.
     lock_timeout: Duration,
+    /// SQLite: how long a statement waits for the file's lock.
+    busy_timeout: Duration,
     control: Control,
+    /// SQLite: the file's write lock among this process's scopes.
+    writer_lock: Option<Arc<WriterLock>>,
 }
 
 impl fmt::Debug for Database {
@@ -135,6 +140,20 @@ impl Database {
     /// Records that the marker table exists (its migration ran).
     pub(crate) fn enable_markers(&self) {
         self.inner.markers.store(true, Ordering::Relaxed);
+    }
+
+    /// SQLite: the file's write lock among this process's scopes.
+    pub(super) fn writer_lock(&self) -> &Arc<WriterLock> {
+        self.inner
+            .writer_lock
+            .as_ref()
+            .expect("only SQLite write transactions wait for the file's write lock")
+    }
+
+    /// SQLite: how long a statement waits for the file's lock (see
+    /// [`DatabaseConfig::busy_timeout`]).
+    pub(crate) fn busy_timeout(&self) -> Duration {
+        self.inner.busy_timeout
     }
 
     pub(super) fn control_slot(&self) -> &Control {
@@ -321,10 +340,12 @@ impl Database {
                 name: name.to_owned(),
                 url: config.url.clone(),
                 pool,
-                sqlite_file,
                 markers: AtomicBool::new(markers),
                 lock_timeout: config.get_lock_timeout(),
+                busy_timeout: config.get_busy_timeout(),
                 control: Control::default(),
+                writer_lock: sqlite_file.as_deref().map(waits::writer_lock),
+                sqlite_file,
             }),
         })
     }

@@ -13,6 +13,7 @@ mod database;
 mod registry;
 mod transaction;
 mod url;
+mod waits;
 
 pub use crate::backend::Backend;
 pub use config::{DatabaseConfig, JournalMode, Synchronous};
@@ -23,3 +24,4 @@ pub use registry::ConnectionManager;
 pub(crate) use registry::{register, unregister, unregister_all};
 pub(crate) use transaction::{OpenTransaction, PooledConnection};
 pub use url::DatabaseUrl;
+pub(crate) use waits::{UnitTag, set_threshold as set_deadlock_threshold};

@@ -11,12 +11,15 @@
 //! The server's id of the session is learned in the same round trip as `BEGIN` (sqlx keeps no data
 //! of ours per physical connection, and its own process id is private).
 
+use super::waits::{self, Holding, UnitTag, Waiting, WriterGuard, WriterWait};
 use super::{Database, Pool};
 use crate::error::{Error, Result};
 use sqlx::pool::PoolConnection;
 use sqlx::{MySql, Postgres, Sqlite};
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// One database's open transaction: see the [module docs](self).
 pub(crate) struct OpenTransaction {
@@ -32,6 +35,11 @@ pub(crate) struct OpenTransaction {
     rolled_back_by_server: AtomicBool,
     /// The server's id of the session (PostgreSQL backend pid, MySQL connection id).
     session: Option<u64>,
+    /// The unit of work the transaction belongs to, as the deadlock detector sees it.
+    unit: Arc<UnitTag>,
+    /// The session's registration with the deadlock detector, once the unit spans several
+    /// databases.
+    holding: std::sync::Mutex<Option<Holding>>,
 }
 
 impl std::fmt::Debug for OpenTransaction {
@@ -44,12 +52,20 @@ impl std::fmt::Debug for OpenTransaction {
 
 impl OpenTransaction {
     /// Takes a connection from `database`'s pool and runs `begin` (the statements that open the
-    /// transaction) on it.
+    /// transaction) on it, for unit `unit`. With `writer_wait` (a SQLite write transaction), first
+    /// waits that long at most for the file's write lock among the scopes of this process.
     pub(crate) async fn begin(
         database: Database,
         begin: impl IntoIterator<Item = Cow<'static, str>>,
+        unit: &Arc<UnitTag>,
+        writer_wait: Option<Duration>,
     ) -> Result<OpenTransaction> {
+        let writer = match writer_wait {
+            Some(limit) => Some(Self::wait_for_writer(&database, unit, limit).await?),
+            None => None,
+        };
         let mut conn = TxConnection::acquire(&database).await?;
+        conn.writer = writer;
         let mut batch: Vec<Cow<'static, str>> = begin.into_iter().collect();
         let session_query = database.backend().dialect().session_id_query();
         batch.extend(session_query.map(Cow::Borrowed));
@@ -57,13 +73,69 @@ impl OpenTransaction {
             .begin(batch.join("; "), session_query.is_some())
             .await
             .map_err(|e| Error::from_sqlx(database.name(), e))?;
-        Ok(OpenTransaction {
+        let tx = OpenTransaction {
             database,
             slot: tokio::sync::Mutex::new(Some(conn)),
             aborted: AtomicBool::new(false),
             wrote: AtomicBool::new(false),
             rolled_back_by_server: AtomicBool::new(false),
             session,
+            unit: unit.clone(),
+            holding: std::sync::Mutex::new(None),
+        };
+        if unit.is_watched() {
+            tx.watch();
+        }
+        Ok(tx)
+    }
+
+    /// Waits at most `limit` for the SQLite file's write lock among this process's scopes.
+    async fn wait_for_writer(database: &Database, unit: &Arc<UnitTag>, limit: Duration) -> Result<WriterGuard> {
+        database
+            .writer_lock()
+            .acquire(unit, limit)
+            .await
+            .map_err(|ended| match ended {
+                WriterWait::TimedOut => Error::LockTimeout {
+                    connection: database.name().to_owned(),
+                    source: None,
+                },
+                WriterWait::Chosen(waited) => Error::Deadlock {
+                    connection: database.name().to_owned(),
+                    waited,
+                },
+            })
+    }
+
+    /// Registers the transaction's session with the deadlock detector: its unit of work now spans
+    /// several databases (see [`UnitTag::watch`]).
+    pub(crate) fn watch(&self) {
+        let Some(session) = self.session else {
+            return;
+        };
+        let mut holding = self.holding.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if holding.is_none() {
+            *holding = waits::hold(&self.database, session, &self.unit);
+        }
+    }
+
+    /// The unit of work the transaction belongs to, as the deadlock detector sees it.
+    pub(crate) fn unit(&self) -> &Arc<UnitTag> {
+        &self.unit
+    }
+
+    /// Registers a statement that starts running on the transaction with the deadlock detector,
+    /// until the returned value is dropped; `None` when it is not watched.
+    pub(crate) fn statement_runs(&self) -> Option<Waiting> {
+        waits::statement_runs(&self.database, self.session?, &self.unit)
+    }
+
+    /// [`Error::Deadlock`] once the deadlock detector chose the transaction's unit of work to
+    /// give way.
+    pub(crate) fn deadlock(&self) -> Option<Error> {
+        self.unit.chosen().map(|waited| Error::Deadlock {
+            connection: self.name().to_owned(),
+            waited,
         })
     }
 
@@ -109,14 +181,18 @@ impl OpenTransaction {
     }
 
     /// Records that the server rolled back the whole transaction: from now on it refuses every
-    /// statement ([`refuse_if_rolled_back`](Self::refuse_if_rolled_back)).
+    /// statement ([`refuse_if_doomed`](Self::refuse_if_doomed)).
     pub(crate) fn set_rolled_back_by_server(&self) {
         self.rolled_back_by_server.store(true, Ordering::SeqCst);
     }
 
-    /// [`Error::RolledBackByServer`] once the server rolled back the whole transaction: a statement
-    /// sent now would run outside it, in autocommit mode.
-    pub(crate) fn refuse_if_rolled_back(&self) -> Result<()> {
+    /// [`Error::RolledBackByServer`] once the server rolled back the whole transaction (a statement
+    /// sent now would run outside it, in autocommit mode), [`Error::Deadlock`] once the deadlock
+    /// detector chose its unit of work to give way.
+    pub(crate) fn refuse_if_doomed(&self) -> Result<()> {
+        if let Some(deadlock) = self.deadlock() {
+            return Err(deadlock);
+        }
         if self.rolled_back_by_server.load(Ordering::SeqCst) {
             return Err(Error::RolledBackByServer {
                 connection: self.name().to_owned(),
@@ -157,6 +233,8 @@ pub(crate) struct TxConnection {
     database: Database,
     /// The server's id of the session, once `BEGIN` answered it.
     session: Option<u64>,
+    /// The SQLite file's write lock among this process's scopes, for a write transaction.
+    writer: Option<WriterGuard>,
 }
 
 pub(crate) enum PooledConnection {
@@ -178,6 +256,7 @@ impl TxConnection {
             in_transaction: true,
             database: database.clone(),
             session: None,
+            writer: None,
         })
     }
 

@@ -186,4 +186,24 @@ impl ConnectionManager {
         connection::background::settle().await;
         Self::close_all().await
     }
+
+    /// Sets how long a statement of a unit of work over several databases may wait before the
+    /// process's deadlock detector looks at what it waits for (default 150 ms); `None` turns
+    /// detection off, leaving only the lock-wait limits
+    /// ([`DatabaseConfig::lock_timeout`](crate::DatabaseConfig::lock_timeout)).
+    ///
+    /// The detector finds waits that go round through several databases among this process's
+    /// units of work, which no database can see (each sees one plain lock wait): it asks each
+    /// database, on its control connection, whom a long-waiting statement waits for, and when the
+    /// waits form a cycle it cancels the waiting statement of the youngest unit in it, which gets
+    /// [`Error::Deadlock`](crate::Error::Deadlock) and rolls back; the others go on. It costs
+    /// nothing while no statement waits that long. See `docs/transactions.md`, "Contention".
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// activerecord::ConnectionManager::detect_deadlocks(Some(Duration::from_millis(100)));
+    /// ```
+    pub fn detect_deadlocks(after: Option<std::time::Duration>) {
+        connection::set_deadlock_threshold(after);
+    }
 }

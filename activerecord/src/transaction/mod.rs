@@ -40,7 +40,7 @@ pub(crate) use participant::Participant;
 pub use retry::{RetryPolicy, Retrying, Transient, retry};
 pub(crate) use unit::{Commit, CommitProtocol, Settled};
 
-use crate::connection::{ConnectionManager, Database};
+use crate::connection::{ConnectionManager, Database, UnitTag};
 use crate::context::context;
 use crate::error::{Error, PartialCommit, Result};
 use crate::executor::{Resolve, Target};
@@ -193,7 +193,8 @@ impl Using {
         };
         let unit = Arc::new(UnitOfWork::new(protocol, context().get::<Observers>()));
         // Alone, the unit keeps the database's own lock waits, until another database joins.
-        let participant = Participant::begin(database, &self.options, unit.next_branch_id(), None).await?;
+        let participant =
+            Participant::begin(database, &UnitTag::new(), &self.options, unit.next_branch_id(), None).await?;
         unit.begin(participant.clone()).await;
         // A unit of work of its own: its frames' paths start afresh.
         let frame = Frame::new(unit.clone(), participant, None);
@@ -227,16 +228,15 @@ impl Using {
         let database = ConnectionManager::get(&self.name)?;
         // Now over several databases: each waits for a lock for a limited time, since none of
         // them can see a wait that goes through another.
-        let root = unit.root();
-        if let Some(root) = &root {
-            root.limit_lock_waits().await;
-        }
-        let asked = self
-            .options
-            .lock_timeout
-            .or_else(|| root.as_ref().and_then(|r| r.asked_lock_timeout()));
+        let root = unit.root().expect("a unit of work begins with its root");
+        root.limit_lock_waits().await;
+        // The deadlock detector watches it from now on.
+        let tag = root.tx.unit().clone();
+        tag.watch();
+        root.tx.watch();
+        let asked = self.options.lock_timeout.or_else(|| root.asked_lock_timeout());
         let limit = asked.unwrap_or_else(|| database.lock_timeout());
-        let participant = Participant::begin(database, &self.options, unit.next_branch_id(), Some(limit)).await?;
+        let participant = Participant::begin(database, &tag, &self.options, unit.next_branch_id(), Some(limit)).await?;
         unit.join(participant.clone()).await;
         let frame = Frame::new(unit.clone(), participant.clone(), enclosing);
         let frame_id = frame.id();
@@ -284,9 +284,9 @@ where
                 })
                 .await
             }
-            // The server rolled back the whole transaction: there is no savepoint left, and the
-            // transaction already refuses every statement and its commit.
-            Err(Error::RolledBackByServer { .. }) => {}
+            // The server rolled back the whole transaction, or the deadlock detector condemned
+            // the unit of work: it refuses every statement and its commit already.
+            Err(Error::RolledBackByServer { .. } | Error::Deadlock { .. }) => {}
             Err(e) => {
                 // The body's own error (or panic) stays the one reported; the transaction, whose
                 // state is no longer known, refuses to commit.

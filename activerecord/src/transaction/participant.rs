@@ -14,7 +14,7 @@ use super::events::UnitId;
 use super::markers::{RESOLVE_WITHIN, now_ms, outcome_from_marker};
 use super::unit::Branch;
 use crate::backend::{Backend, BranchId, Finish, insert_marker};
-use crate::connection::{Database, OpenTransaction};
+use crate::connection::{Database, OpenTransaction, UnitTag};
 use crate::error::{DatabaseOutcome, Error, Result};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -73,6 +73,7 @@ impl Participant {
     /// `lock_limit`, one whose statements wait that long at most for a lock.
     pub(crate) async fn begin(
         database: Database,
+        unit: &Arc<UnitTag>,
         options: &ScopeOptions,
         branch: Option<BranchId>,
         lock_limit: Option<Duration>,
@@ -94,7 +95,11 @@ impl Participant {
             None => dialect.lock_wait_default().map(Cow::Borrowed),
         };
         begin.extend(limit);
-        let tx = OpenTransaction::begin(database, begin).await?;
+        // A SQLite write transaction first queues for the file among this process's scopes, as
+        // long as a lock wait may last (BEGIN IMMEDIATE waits no longer behind another process).
+        let writer_wait = (dialect.has_single_writer() && !options.read_only)
+            .then(|| lock_limit.unwrap_or_else(|| database.busy_timeout()));
+        let tx = OpenTransaction::begin(database, begin, unit, writer_wait).await?;
         Ok(Arc::new(Participant {
             tx: Arc::new(tx),
             read_only: options.read_only,
@@ -135,7 +140,7 @@ impl Participant {
     async fn raw(&self, sql: String) -> Result<()> {
         let mut slot = self.tx.lock().await;
         let conn = slot.as_mut().ok_or_else(|| self.tx.ended())?;
-        self.tx.refuse_if_rolled_back()?;
+        self.tx.refuse_if_doomed()?;
         conn.execute_text(Cow::Owned(sql))
             .await
             .map_err(|e| Error::from_sqlx(self.name(), e))
@@ -167,6 +172,7 @@ impl Participant {
     /// connection, even after a crash.
     pub(crate) async fn prepare(&self) -> Result<()> {
         let branch = self.branch.as_ref().expect("only two-phase branches are prepared");
+        self.tx.refuse_if_doomed()?;
         if self.tx.is_aborted() {
             return Err(Error::Aborted {
                 connection: self.name().to_owned(),
@@ -210,7 +216,7 @@ impl Participant {
         let mut slot = self.tx.lock().await;
         let mut conn = slot.take().ok_or_else(|| self.tx.ended())?;
         if how == Finish::Commit {
-            self.tx.refuse_if_rolled_back()?;
+            self.tx.refuse_if_doomed()?;
         }
         if how == Finish::Commit && self.tx.is_aborted() {
             return Err(Error::Aborted {
