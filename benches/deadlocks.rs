@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use testkit::bank::transfer_in;
 
 /// Transfers per task.
-const TRANSFERS: usize = 50;
+const TRANSFERS: usize = 20;
 /// The lock-wait limit of every unit of work.
 const LIMIT: Duration = Duration::from_secs(1);
 
@@ -28,9 +28,12 @@ struct Run {
 }
 
 fn main() {
+    testkit::init_logging();
     let runtime = common::runtime();
     runtime.block_on(async {
-        println!("| databases | detection | transfers/s | deadlocks broken | waited p50 | waited p99 | lock waits given up |");
+        println!(
+            "| databases | detection | transfers/s | deadlocks broken | waited p50 | waited p99 | lock waits given up |"
+        );
         println!("| --- | --- | --- | --- | --- | --- | --- |");
         for (first, second) in [
             (Backend::Postgres, Backend::Postgres),

@@ -23,6 +23,7 @@ test_matrix!([postgres_and_postgres, postgres_and_mariadb, sqlite_and_sqlite] =>
 
 test_matrix!([postgres_and_postgres, postgres_and_mariadb, mariadb_and_postgres, sqlite_and_sqlite, postgres_and_sqlite, sqlite_and_mariadb] =>
     a_deadlock_across_databases_is_broken_and_the_younger_unit_gives_way,
+    a_unit_chosen_to_give_way_commits_nothing_even_if_the_body_goes_on,
 );
 
 test_matrix!([sqlite, postgres, mariadb] =>
@@ -280,6 +281,63 @@ async fn a_deadlock_across_databases_is_broken_and_the_younger_unit_gives_way(
     assert_balances_match_movements(&db1, &[a1]).await;
     assert_balances_match_movements(&db2, &[a2]).await;
     assert_eq!(balance(&db1, a1).await + balance(&db2, a2).await, 200);
+    assert_no_open_transactions(&db1).await;
+    assert_no_open_transactions(&db2).await;
+    Ok(())
+}
+
+/// The younger unit writes in its joined transaction before it waits there; the detector cancels
+/// that wait (on MariaDB `KILL QUERY`, which leaves the transaction open with the earlier write).
+/// The body swallows the error and returns `Ok`: the unit still commits nothing, anywhere, and
+/// the scope returns `Error::Deadlock`.
+async fn a_unit_chosen_to_give_way_commits_nothing_even_if_the_body_goes_on(
+    first: Backend,
+    second: Backend,
+) -> Result<()> {
+    let [(n1, db1, a1), (n2, db2, a2)] = pair(first, second, "swallowed").await;
+    let holding_both = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let (begun, started) = oneshot::channel();
+    let older = tokio::spawn({
+        let (n1, n2, holding_both) = (n1.clone(), n2.clone(), holding_both.clone());
+        async move {
+            ConnectionManager::using(&n2)
+                .lock_timeout(Duration::from_secs(30))
+                .transaction(async |tx| {
+                    adjust(tx, a2, -1).await?;
+                    begun.send(()).unwrap();
+                    holding_both.wait().await;
+                    ConnectionManager::using(&n1)
+                        .transaction(async |tx| adjust(tx, a1, 1).await)
+                        .await
+                })
+                .await
+        }
+    });
+    started.await.unwrap();
+    let mut joined = None;
+    let younger = ConnectionManager::using(&n1)
+        .lock_timeout(Duration::from_secs(30))
+        .transaction(async |tx| {
+            adjust(tx, a1, -1).await?;
+            holding_both.wait().await;
+            let result = ConnectionManager::using(&n2)
+                .transaction(async |tx| {
+                    // A write of the joined transaction, then the wait the detector cancels.
+                    Movement::record(tx, a2, 0).await?;
+                    adjust(tx, a2, 1).await
+                })
+                .await;
+            joined = Some(result);
+            Ok::<_, Error>(())
+        })
+        .await;
+    older.await.unwrap()?;
+    let joined = joined.expect("the body ran").unwrap_err();
+    assert!(matches!(joined, Error::Deadlock { .. }), "{joined:?}");
+    assert!(matches!(younger, Err(Error::Deadlock { .. })), "{younger:?}");
+    assert_eq!((Movement::count(&db1).await?, Movement::count(&db2).await?), (1, 1));
+    assert_balances_match_movements(&db1, &[a1]).await;
+    assert_balances_match_movements(&db2, &[a2]).await;
     assert_no_open_transactions(&db1).await;
     assert_no_open_transactions(&db2).await;
     Ok(())

@@ -455,10 +455,9 @@ pub(crate) trait Dialect: Sync {
         unreachable!("only engines with a session id query have statements to cancel")
     }
 
-    /// A query answering, for each of the `waiting` sessions that waits for a lock, the sessions
-    /// it waits for: rows of (waiting, blocking) session ids, both integers.
-    fn blocking_sessions(&self, waiting: &[u64]) -> String {
-        let _ = waiting;
+    /// A query answering every lock wait of the database's sessions: rows of (waiting, blocking)
+    /// session ids, both integers. A blocking session may itself be waiting, queued ahead.
+    fn lock_waits(&self) -> &'static str {
         unreachable!("only engines with a session id query have sessions that wait")
     }
 
@@ -561,11 +560,6 @@ pub(crate) fn count_markers(unit: &str) -> String {
 /// The query that succeeds, answering no row, when the marker table exists.
 pub(crate) fn probe_markers() -> String {
     format!("SELECT unit_id FROM {MARKERS_TABLE} WHERE 1 = 0")
-}
-
-/// Session ids as an SQL list (`1, 2, 3`): integers, so nothing of the caller's reaches the text.
-fn id_list(sessions: &[u64]) -> String {
-    sessions.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// Asks the dialect of the engine `db` came from a `question` about the error's code: the one

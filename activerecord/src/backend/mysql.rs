@@ -2,7 +2,7 @@
 //! `RETURNING`, XA branches, error numbers (its SQLSTATEs are too coarse), its column types, and
 //! the years 1000 to 9999 that `DATETIME` and `DATE` store.
 
-use super::{BranchId, ColumnKind, Dialect, Finish, Isolation, PreparedListing, id_list};
+use super::{BranchId, ColumnKind, Dialect, Finish, Isolation, PreparedListing};
 use crate::error::ConnectFailure;
 use std::borrow::Cow;
 
@@ -170,15 +170,11 @@ impl Dialect for MySql {
 
     /// InnoDB's lock waits. MariaDB serves these tables from a cache refreshed when it was not
     /// read for 100 ms: a snapshot may be that old.
-    fn blocking_sessions(&self, waiting: &[u64]) -> String {
-        format!(
-            "SELECT CAST(r.trx_mysql_thread_id AS SIGNED), CAST(b.trx_mysql_thread_id AS SIGNED) \
-             FROM information_schema.INNODB_LOCK_WAITS w \
-             JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id \
-             JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id \
-             WHERE r.trx_mysql_thread_id IN ({})",
-            id_list(waiting)
-        )
+    fn lock_waits(&self) -> &'static str {
+        "SELECT CAST(r.trx_mysql_thread_id AS SIGNED), CAST(b.trx_mysql_thread_id AS SIGNED) \
+         FROM information_schema.INNODB_LOCK_WAITS w \
+         JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id \
+         JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id"
     }
 
     fn session_count(&self, session: u64) -> String {

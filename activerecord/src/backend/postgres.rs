@@ -1,7 +1,7 @@
 //! PostgreSQL: double-quoted identifiers, numbered and typed placeholders, `PREPARE TRANSACTION`,
 //! SQLSTATE codes, the exact column types sqlx decodes, and dates from 4714 BC.
 
-use super::{BranchId, ColumnKind, Dialect, Finish, Isolation, PreparedListing, id_list};
+use super::{BranchId, ColumnKind, Dialect, Finish, Isolation, PreparedListing};
 use crate::error::{ConnectFailure, Error};
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -116,12 +116,11 @@ impl Dialect for Postgres {
         format!("SELECT pg_cancel_backend({session})")
     }
 
-    /// `pg_blocking_pids` sees the whole cluster's lock waits.
-    fn blocking_sessions(&self, waiting: &[u64]) -> String {
-        format!(
-            "SELECT pid::int8, unnest(pg_blocking_pids(pid))::int8 FROM pg_stat_activity WHERE pid IN ({})",
-            id_list(waiting)
-        )
+    /// `pg_blocking_pids` sees the whole cluster; row locks are taken by sessions of the same
+    /// database.
+    fn lock_waits(&self) -> &'static str {
+        "SELECT pid::int8, unnest(pg_blocking_pids(pid))::int8 FROM pg_stat_activity \
+         WHERE wait_event_type = 'Lock' AND datname = current_database()"
     }
 
     fn session_count(&self, session: u64) -> String {

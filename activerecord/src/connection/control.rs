@@ -199,10 +199,10 @@ impl Database {
         Ok(self.control_count(count_markers(unit)).await? > 0)
     }
 
-    /// Which sessions each of the `waiting` sessions waits for a lock held by: (waiting,
-    /// blocking) pairs, read on the control connection.
-    pub(crate) async fn blocking_sessions(&self, waiting: &[u64]) -> Result<Vec<(u64, u64)>> {
-        let sql = self.backend().dialect().blocking_sessions(waiting);
+    /// Every lock wait among the database's sessions, as (waiting, blocking) session ids, read on
+    /// the control connection.
+    pub(crate) async fn lock_waits(&self) -> Result<Vec<(u64, u64)>> {
+        let sql = self.backend().dialect().lock_waits().to_owned();
         match self.control(sql, Ask::Pairs).await? {
             Answer::Pairs(pairs) => Ok(pairs
                 .into_iter()

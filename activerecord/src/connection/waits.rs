@@ -378,10 +378,9 @@ async fn wait_for_edges(detector: &Detector, long: Vec<(u64, Arc<UnitTag>, Waits
         }
     }
     for (name, waiting) in by_database {
-        let sessions = waiting.iter().map(|w| w.session).collect::<Vec<_>>();
         let database = &waiting[0].database;
         // A database that does not answer in time holds up no other's check.
-        let pairs = match tokio::time::timeout(within, database.blocking_sessions(&sessions)).await {
+        let pairs = match tokio::time::timeout(within, database.lock_waits()).await {
             Ok(Ok(pairs)) => pairs,
             Ok(Err(e)) => {
                 tracing::debug!(connection = %name, error = %e, "could not read lock waits for deadlock detection");
@@ -392,16 +391,18 @@ async fn wait_for_edges(detector: &Detector, long: Vec<(u64, Arc<UnitTag>, Waits
                 continue;
             }
         };
+        let mut blockers: HashMap<u64, Vec<u64>> = HashMap::new();
+        for (waiting, blocking) in pairs {
+            blockers.entry(waiting).or_default().push(blocking);
+        }
         let state = detector.state();
-        for (waiting_session, blocking_session) in pairs {
-            let Some(holder) = state.holders.get(&(name.clone(), blocking_session)) else {
-                continue;
-            };
-            for waits in waiting.iter().filter(|w| w.session == waiting_session) {
-                if !Arc::ptr_eq(holder, &waits.waiter) {
+        let unit_of = |session: u64| state.holders.get(&(name.clone(), session));
+        for wait in &waiting {
+            for holder in holders_reached(wait.session, &blockers, &unit_of) {
+                if !Arc::ptr_eq(holder, &wait.waiter) {
                     edges.push(Edge {
-                        wait: waits.wait,
-                        waiter: waits.waiter.clone(),
+                        wait: wait.wait,
+                        waiter: wait.waiter.clone(),
                         holder: holder.clone(),
                     });
                 }
@@ -409,6 +410,30 @@ async fn wait_for_edges(detector: &Detector, long: Vec<(u64, Arc<UnitTag>, Waits
         }
     }
     edges
+}
+
+/// The units whose sessions `session` waits for on one database: those it waits for directly,
+/// and, through a session that is no watched unit's (a unit of work on one database, queued
+/// ahead for the same row, say), the units that one waits for in turn.
+fn holders_reached<'u>(
+    session: u64,
+    blockers: &HashMap<u64, Vec<u64>>,
+    unit_of: &impl Fn(u64) -> Option<&'u Arc<UnitTag>>,
+) -> Vec<&'u Arc<UnitTag>> {
+    let mut reached = Vec::new();
+    let mut seen = vec![session];
+    let mut next = blockers.get(&session).cloned().unwrap_or_default();
+    while let Some(blocking) = next.pop() {
+        if seen.contains(&blocking) {
+            continue;
+        }
+        seen.push(blocking);
+        match unit_of(blocking) {
+            Some(unit) => reached.push(unit),
+            None => next.extend(blockers.get(&blocking).into_iter().flatten()),
+        }
+    }
+    reached
 }
 
 /// For each cycle of the wait-for graph `edges`, the wait of its youngest unit that is part of
@@ -622,5 +647,20 @@ mod tests {
         let (a, b, c) = (UnitTag::new(), UnitTag::new(), UnitTag::new());
         // a waits for b, which is in a cycle with c; a is not in the cycle and keeps waiting.
         assert_eq!(victims(&[edge(1, &a, &b), edge(2, &b, &c), edge(3, &c, &b)]), [3]);
+    }
+
+    #[test]
+    fn a_wait_behind_a_session_of_no_watched_unit_reaches_the_unit_that_one_waits_for() {
+        let (a, b) = (UnitTag::new(), UnitTag::new());
+        let units = HashMap::from([(10, a.clone()), (20, b.clone())]);
+        let unit_of = |session: u64| units.get(&session);
+        // Session 30 (a unit on one database) is queued ahead for the row; 10 holds it.
+        let blockers = HashMap::from([(20, vec![30]), (30, vec![10]), (10, vec![20])]);
+        let reached = holders_reached(20, &blockers, &unit_of);
+        assert_eq!(reached.len(), 1);
+        assert!(Arc::ptr_eq(reached[0], &a));
+        // A session waiting for nobody known reaches nobody, and loops end.
+        let blockers = HashMap::from([(20, vec![30]), (30, vec![40, 20])]);
+        assert!(holders_reached(20, &blockers, &unit_of).is_empty());
     }
 }
