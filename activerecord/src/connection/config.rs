@@ -136,7 +136,10 @@ impl DatabaseConfig {
     }
 
     /// SQLite only: how long a writer waits for the database lock (default 5 s; TOML key
-    /// `busy_timeout_ms`).
+    /// `busy_timeout_ms`): a write scope first waits up to this long for the file's write lock
+    /// among this process's scopes (joining a unit over several databases: up to its
+    /// [`lock_timeout`](Self::lock_timeout)), then `BEGIN IMMEDIATE` waits up to this long for
+    /// other processes.
     ///
     /// ```
     /// use std::time::Duration;
@@ -154,8 +157,11 @@ impl DatabaseConfig {
     /// `lock_timeout_ms`). Each database sees only its half of a wait between two units of work
     /// that lock rows on two databases in opposite orders, so neither can break it: this limit
     /// does (PostgreSQL `lock_timeout`, MySQL/MariaDB `innodb_lock_wait_timeout`, in whole seconds,
-    /// rounded up). A scope can set its own with
-    /// [`Using::lock_timeout`](crate::Using::lock_timeout). SQLite waits for its `busy_timeout`.
+    /// rounded up; on SQLite, a write scope joining such a unit waits this long at most for the
+    /// file's write lock among this process's scopes). A scope can set its own with
+    /// [`Using::lock_timeout`](crate::Using::lock_timeout). Within one process the deadlock
+    /// detector usually ends such a wait much sooner (see
+    /// [`ConnectionManager::detect_deadlocks`](crate::ConnectionManager::detect_deadlocks)).
     ///
     /// ```
     /// use std::time::Duration;
