@@ -8,7 +8,8 @@
 //! `cargo bench --bench interleaved [-- pairs|markers]` runs every section or the one named;
 //! `ACTIVERECORD_BENCH_ROUNDS=N` measures N rounds instead of 3,000 (for a quick check), and
 //! `ACTIVERECORD_BENCH_DURABLE=1` runs on PostgreSQL and MariaDB servers that sync every commit to
-//! the disk (`testkit::Durability`). Results: docs/performance.md.
+//! the disk (`testkit::Durability`), and `ACTIVERECORD_BENCH_DETECT_DEADLOCKS=0` turns the ORM's
+//! deadlock detector off (it is on by default). Results: docs/performance.md.
 
 mod common;
 
@@ -78,12 +79,17 @@ async fn both(
     }
 }
 
+/// A time in microseconds, to a tenth.
+fn micros(time: Duration) -> String {
+    format!("{:.1} µs", time.as_secs_f64() * 1e6)
+}
+
 fn report(operation: &str, orm: &Timer, sqlx: &Timer) {
     let ratio = orm.mean().as_secs_f64() / sqlx.mean().as_secs_f64();
     println!(
-        "| {operation} | {:.1?} | {:.1?} | {ratio:.2}x |",
-        orm.mean(),
-        sqlx.mean()
+        "| {operation} | {} | {} | {ratio:.2}x |",
+        micros(orm.mean()),
+        micros(sqlx.mean())
     );
 }
 
@@ -95,6 +101,9 @@ fn main() {
     // `cargo bench` passes `--bench`; a word names the section to run.
     let asked: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let runs = |section: &str| asked.is_empty() || asked.iter().any(|a| a == section);
+    if std::env::var("ACTIVERECORD_BENCH_DETECT_DEADLOCKS").as_deref() == Ok("0") {
+        activerecord::ConnectionManager::detect_deadlocks(None);
+    }
     let rt = runtime();
     rt.block_on(async {
         if runs("pairs") {
@@ -306,9 +315,9 @@ async fn markers(joined: Backend) {
     );
     let line = |what: &str, timer: &Timer, to: &Timer, against: &str| {
         println!(
-            "| {what} | {:.1?} | {:.1?} | {:.2}x ({:.2}x) {against} |",
-            timer.median(),
-            timer.mean(),
+            "| {what} | {} | {} | {:.2}x ({:.2}x) {against} |",
+            micros(timer.median()),
+            micros(timer.mean()),
             timer.median().as_secs_f64() / to.median().as_secs_f64(),
             timer.mean().as_secs_f64() / to.mean().as_secs_f64()
         );
