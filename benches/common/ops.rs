@@ -184,8 +184,8 @@ pub type Side<'a> = (&'a Database, Sql);
 
 /// The same statements by hand: two sqlx transactions, committed one after the other.
 macro_rules! sqlx_transfer {
-    ($pool1:expr, $begin1:expr, $sql1:expr, $pool2:expr, $begin2:expr, $sql2:expr) => {{
-        let mut tx1 = $pool1.begin_with($begin1).await.unwrap();
+    ($begin:expr, $pool1:expr, $sql1:expr, $pool2:expr, $sql2:expr) => {{
+        let mut tx1 = $pool1.begin_with($begin).await.unwrap();
         let (id, owner, balance): (i64, String, i64) = sqlx::query_as($sql1.find_for_update)
             .bind(1_i64)
             .fetch_one(&mut *tx1)
@@ -198,7 +198,7 @@ macro_rules! sqlx_transfer {
             .execute(&mut *tx1)
             .await
             .unwrap();
-        let mut tx2 = $pool2.begin_with($begin2).await.unwrap();
+        let mut tx2 = $pool2.begin_with($begin).await.unwrap();
         let (id, owner, balance): (i64, String, i64) = sqlx::query_as($sql2.find_for_update)
             .bind(1_i64)
             .fetch_one(&mut *tx2)
@@ -223,15 +223,15 @@ pub async fn sqlx_transfer((one, sql1): Side<'_>, (two, sql2): Side<'_>) {
         // The ORM's write scopes on SQLite take the write lock up front; so does this.
         (Backend::Sqlite, Backend::Sqlite) => {
             let (pool1, pool2) = (one.sqlite_pool().unwrap(), two.sqlite_pool().unwrap());
-            sqlx_transfer!(pool1, "BEGIN IMMEDIATE", sql1, pool2, "BEGIN IMMEDIATE", sql2)
+            sqlx_transfer!("BEGIN IMMEDIATE", pool1, sql1, pool2, sql2)
         }
         (Backend::Postgres, Backend::Postgres) => {
             let (pool1, pool2) = (one.postgres_pool().unwrap(), two.postgres_pool().unwrap());
-            sqlx_transfer!(pool1, "BEGIN", sql1, pool2, "BEGIN", sql2)
+            sqlx_transfer!("BEGIN", pool1, sql1, pool2, sql2)
         }
         (Backend::Postgres, Backend::MySql) => {
             let (pool1, pool2) = (one.postgres_pool().unwrap(), two.mysql_pool().unwrap());
-            sqlx_transfer!(pool1, "BEGIN", sql1, pool2, "BEGIN", sql2)
+            sqlx_transfer!("BEGIN", pool1, sql1, pool2, sql2)
         }
         pair => unimplemented!("a transfer by hand between {pair:?}"),
     }
