@@ -30,7 +30,7 @@ fn best_effort_against_sqlx(c: &mut Criterion) {
         });
         let sql = Sql::new(backend);
         group.bench_function(BenchmarkId::new(format!("{label}_best_effort"), "sqlx"), |b| {
-            b.to_async(&rt).iter(|| ops::sqlx_transfer(&one, &two, sql))
+            b.to_async(&rt).iter(|| ops::sqlx_transfer((&one, sql), (&two, sql)))
         });
         for (a, b) in [(first.as_str(), second.as_str()), (one.name(), two.name())] {
             let total = rt

@@ -13,6 +13,10 @@
 //!
 //! Each test gets a database of its own from [`fresh_database`].
 //!
+//! The servers trade durability for speed (PostgreSQL runs with `fsync=off`). A benchmark that
+//! must pay for durable commits runs with `ACTIVERECORD_BENCH_DURABLE=1`: every PostgreSQL and
+//! MariaDB server the process starts then syncs its commits to the disk ([`Durability`]).
+//!
 //! [`Proxy`] (module [`proxy`]) sits between a client and PostgreSQL or MariaDB and injects faults
 //! on chosen statements: a lost answer, a held answer, a cut connection.
 
@@ -27,7 +31,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use proxy::{Armed, Fault, Protocol, Proxy, Statement, Trigger};
-pub use server::scratch_dir;
+pub use server::{DURABLE_ENV, Durability, scratch_dir};
 
 /// The backends the suite runs against.
 pub const BACKENDS: [Backend; 3] = [Backend::Sqlite, Backend::Postgres, Backend::MySql];

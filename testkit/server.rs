@@ -41,6 +41,35 @@ impl ServerKind {
     }
 }
 
+/// The variable that asks for durable servers (`1`): see [`Durability`].
+pub const DURABLE_ENV: &str = "ACTIVERECORD_BENCH_DURABLE";
+
+/// How the PostgreSQL and MariaDB servers this process starts treat a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// For the tests: PostgreSQL with `fsync=off` (commits stay synchronous, nothing reaches the
+    /// disk's platters), MariaDB with `innodb_flush_log_at_trx_commit=1` and no binary log.
+    Fast,
+    /// For benchmarks that must pay what a production server pays (`ACTIVERECORD_BENCH_DURABLE=1`):
+    /// PostgreSQL with `fsync=on`, `synchronous_commit=on`, `full_page_writes=on`; MariaDB with
+    /// `innodb_flush_log_at_trx_commit=1` and a binary log synced at every commit
+    /// (`sync_binlog=1`). Their data directories must be on a disk: the server refuses to start
+    /// when the scratch directory is on tmpfs (point `TMPDIR` elsewhere).
+    Durable,
+}
+
+impl Durability {
+    /// What this process asked for: [`Durability::Durable`] when `ACTIVERECORD_BENCH_DURABLE` is
+    /// `1` or `true`.
+    pub fn of_process() -> Durability {
+        static CHOSEN: OnceLock<Durability> = OnceLock::new();
+        *CHOSEN.get_or_init(|| match std::env::var(DURABLE_ENV).as_deref() {
+            Ok("1" | "true") => Durability::Durable,
+            _ => Durability::Fast,
+        })
+    }
+}
+
 /// A running server this process started.
 pub(crate) struct Server {
     kind: ServerKind,
@@ -131,10 +160,14 @@ impl Server {
         let dir = scratch.join(format!("server-{port}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let log = dir.join("server.log");
+        let durability = Durability::of_process();
+        if durability == Durability::Durable && !matches!(kind, ServerKind::Redis) {
+            refuse_tmpfs(&dir)?;
+        }
         let child = match kind {
-            ServerKind::Postgres => start_postgres(&dir, port, &log, 20)?,
-            ServerKind::PostgresWithoutPreparedTransactions => start_postgres(&dir, port, &log, 0)?,
-            ServerKind::MariaDb => start_mariadb(&dir, port, &log)?,
+            ServerKind::Postgres => start_postgres(&dir, port, &log, 20, durability)?,
+            ServerKind::PostgresWithoutPreparedTransactions => start_postgres(&dir, port, &log, 0, durability)?,
+            ServerKind::MariaDb => start_mariadb(&dir, port, &log, durability)?,
             ServerKind::Redis => start_redis(&dir, port, &log)?,
         };
         let server = Server {
@@ -147,8 +180,12 @@ impl Server {
             server.stop();
             return Err(why);
         }
+        let durable = match (durability, kind) {
+            (Durability::Durable, ServerKind::Redis) | (Durability::Fast, _) => String::new(),
+            (Durability::Durable, _) => format!(", durable, data in {}", server.dir.display()),
+        };
         announce(&format!(
-            "testkit: {} started on 127.0.0.1:{port} in {:.2} s",
+            "testkit: {} started on 127.0.0.1:{port} in {:.2} s{durable}",
             kind.name(),
             began.elapsed().as_secs_f64()
         ));
@@ -260,6 +297,28 @@ fn announce(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// Fails when `dir` is on tmpfs, where an fsync costs nothing: a durable server's data must be on
+/// a disk.
+fn refuse_tmpfs(dir: &Path) -> Result<(), String> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: statfs writes into the zeroed struct we pass; `path` is a valid C string.
+    let (status, fs) = unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        (libc::statfs(path.as_ptr(), &mut fs), fs)
+    };
+    if status != 0 {
+        return Err(format!("statfs {}: {}", dir.display(), std::io::Error::last_os_error()));
+    }
+    if fs.f_type == libc::TMPFS_MAGIC {
+        return Err(format!(
+            "{DURABLE_ENV} asks for servers whose commits reach the disk, but {} is on tmpfs: \
+             set TMPDIR to a directory on a disk",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
@@ -330,7 +389,13 @@ fn postgres_user() -> Result<Option<(u32, u32)>, String> {
 
 /// Every test keeps the pools it opens until the process ends (up to 10 connections each), so the
 /// shared servers admit far more clients than their defaults.
-fn start_postgres(dir: &Path, port: u16, log: &Path, max_prepared_transactions: u32) -> Result<Child, String> {
+fn start_postgres(
+    dir: &Path,
+    port: u16,
+    log: &Path,
+    max_prepared_transactions: u32,
+    durability: Durability,
+) -> Result<Child, String> {
     let initdb = find_program("initdb", &[])?;
     let postgres = find_program("postgres", &[])?;
     let user = postgres_user()?;
@@ -362,13 +427,23 @@ fn start_postgres(dir: &Path, port: u16, log: &Path, max_prepared_transactions: 
         .arg(dir)
         .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=400", "-c"])
         .arg(format!("max_prepared_transactions={max_prepared_transactions}"))
-        // Test data need not survive an operating system crash; commits stay synchronous.
-        .args(["-c", "fsync=off"]);
+        .args(match durability {
+            // Test data need not survive an operating system crash; commits stay synchronous.
+            Durability::Fast => &["-c", "fsync=off"][..],
+            Durability::Durable => &[
+                "-c",
+                "fsync=on",
+                "-c",
+                "synchronous_commit=on",
+                "-c",
+                "full_page_writes=on",
+            ],
+        });
     as_user(&mut server);
     server.spawn().map_err(|e| format!("cannot start postgres: {e}"))
 }
 
-fn start_mariadb(dir: &Path, port: u16, log: &Path) -> Result<Child, String> {
+fn start_mariadb(dir: &Path, port: u16, log: &Path, durability: Durability) -> Result<Child, String> {
     let install = find_program("mariadb-install-db", &["/usr/bin", "/usr/sbin"])?;
     let mariadbd = find_program("mariadbd", &["/usr/sbin"])?;
     let data = dir.join("data");
@@ -396,12 +471,22 @@ fn start_mariadb(dir: &Path, port: u16, log: &Path) -> Result<Child, String> {
             "--skip-name-resolve",
             "--innodb-flush-log-at-trx-commit=1",
             "--innodb-buffer-pool-size=32M",
-            "--skip-log-bin",
             "--max-connections=400",
             "--character-set-server=utf8mb4",
             "--collation-server=utf8mb4_unicode_ci",
         ])
         .args(root);
+    match durability {
+        Durability::Fast => {
+            server.arg("--skip-log-bin");
+        }
+        // As a primary that replicates: the binary log, synced at every commit.
+        Durability::Durable => {
+            server
+                .arg(format!("--log-bin={}", dir.join("binlog").display()))
+                .args(["--server-id=1", "--sync-binlog=1"]);
+        }
+    }
     server.spawn().map_err(|e| format!("cannot start mariadbd: {e}"))
 }
 
