@@ -45,6 +45,10 @@ pub(crate) struct UnitTag {
     /// How long the cancelled statement had waited, in µs, once the unit was chosen to give way
     /// (0: not chosen).
     chosen_after_micros: AtomicU64,
+    /// Whether the detector's cancel of the unit's statement may still be on its way to the server.
+    cancelling: AtomicBool,
+    /// Told when `cancelling` turns false.
+    cancelled: Notify,
 }
 
 impl UnitTag {
@@ -55,6 +59,8 @@ impl UnitTag {
             number: NEXT.fetch_add(1, Ordering::Relaxed),
             watched: AtomicBool::new(false),
             chosen_after_micros: AtomicU64::new(0),
+            cancelling: AtomicBool::new(false),
+            cancelled: Notify::new(),
         })
     }
 
@@ -74,6 +80,24 @@ impl UnitTag {
             0 => None,
             micros => Some(Duration::from_micros(micros)),
         }
+    }
+
+    /// Returns once no cancel of the detector's is on its way to the unit's sessions: a
+    /// connection given back to the pool before then could have the next user's statement
+    /// cancelled. Immediate unless the unit was chosen to give way.
+    pub(crate) async fn cancel_settled(&self) {
+        loop {
+            let settled = self.cancelled.notified();
+            if !self.cancelling.load(Ordering::SeqCst) {
+                return;
+            }
+            settled.await;
+        }
+    }
+
+    fn cancel_sent(&self) {
+        self.cancelling.store(false, Ordering::SeqCst);
+        self.cancelled.notify_waiters();
     }
 
     fn choose(&self, waited: Duration) {
@@ -492,7 +516,10 @@ async fn choose(detector: &Detector, wait: u64) {
         };
         let waited = found.since.elapsed();
         found.unit.choose(waited);
-        (found.on.clone(), found.cancel.clone(), found.unit.number, waited)
+        if matches!(found.on, WaitsOn::Server { .. }) {
+            found.unit.cancelling.store(true, Ordering::SeqCst);
+        }
+        (found.on.clone(), found.cancel.clone(), found.unit.clone(), waited)
     };
     match on {
         WaitsOn::Writer(_) => cancel.notify_one(),
@@ -500,7 +527,7 @@ async fn choose(detector: &Detector, wait: u64) {
             tracing::info!(
                 connection = database.name(),
                 session,
-                unit,
+                unit = unit.number,
                 ?waited,
                 "deadlock across databases: cancelling the youngest unit's waiting statement"
             );
@@ -511,6 +538,7 @@ async fn choose(detector: &Detector, wait: u64) {
             ) {
                 tracing::warn!(connection = database.name(), session, error = %e, "could not cancel a deadlocked statement: its lock-wait limit ends it");
             }
+            unit.cancel_sent();
         }
     }
 }

@@ -241,6 +241,9 @@ impl Participant {
                 }
             }
         }
+        // The connection goes back to the pool: not before a cancel aimed at this transaction's
+        // statement has reached the server.
+        self.tx.unit().cancel_settled().await;
         conn.mark_finished();
         Ok(())
     }
