@@ -276,13 +276,18 @@ async fn a_deadlock_across_databases_is_broken_and_the_younger_unit_gives_way(
     let err = younger.unwrap_err();
     assert!(matches!(err, Error::Deadlock { .. }), "{err:?}");
     assert!(err.is_transient(), "nothing committed: the unit may be retried");
-    // The older unit's movements alone, one on each database.
-    assert_eq!((Movement::count(&db1).await?, Movement::count(&db2).await?), (1, 1));
-    assert_balances_match_movements(&db1, &[a1]).await;
-    assert_balances_match_movements(&db2, &[a2]).await;
-    assert_eq!(balance(&db1, a1).await + balance(&db2, a2).await, 200);
-    assert_no_open_transactions(&db1).await;
-    assert_no_open_transactions(&db2).await;
+    only_the_older_unit_committed((&db1, a1), (&db2, a2)).await
+}
+
+/// The older unit's transfer alone is stored: one movement on each database, balances that match
+/// them and still add up to 200, and no transaction left open.
+async fn only_the_older_unit_committed(one: (&Database, i64), two: (&Database, i64)) -> Result<()> {
+    assert_eq!((Movement::count(one.0).await?, Movement::count(two.0).await?), (1, 1));
+    assert_balances_match_movements(one.0, &[one.1]).await;
+    assert_balances_match_movements(two.0, &[two.1]).await;
+    assert_eq!(balance(one.0, one.1).await + balance(two.0, two.1).await, 200);
+    assert_no_open_transactions(one.0).await;
+    assert_no_open_transactions(two.0).await;
     Ok(())
 }
 
@@ -335,12 +340,7 @@ async fn a_unit_chosen_to_give_way_commits_nothing_even_if_the_body_goes_on(
     let joined = joined.expect("the body ran").unwrap_err();
     assert!(matches!(joined, Error::Deadlock { .. }), "{joined:?}");
     assert!(matches!(younger, Err(Error::Deadlock { .. })), "{younger:?}");
-    assert_eq!((Movement::count(&db1).await?, Movement::count(&db2).await?), (1, 1));
-    assert_balances_match_movements(&db1, &[a1]).await;
-    assert_balances_match_movements(&db2, &[a2]).await;
-    assert_no_open_transactions(&db1).await;
-    assert_no_open_transactions(&db2).await;
-    Ok(())
+    only_the_older_unit_committed((&db1, a1), (&db2, a2)).await
 }
 
 /// A bank database with the crate's migrations (for the idempotency keys).

@@ -95,29 +95,26 @@ impl Database {
         };
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
         // Not kept as prepared statements: their text differs from one call to the next.
-        let answer = match (&mut conn, ask) {
-            (ControlConnection::Postgres(c), Ask::Count) => sqlx::query_scalar(sql)
-                .persistent(false)
-                .fetch_one(c)
-                .await
-                .map(Answer::Count),
-            (ControlConnection::MySql(c), Ask::Count) => sqlx::query_scalar(sql)
-                .persistent(false)
-                .fetch_one(c)
-                .await
-                .map(Answer::Count),
-            (ControlConnection::Postgres(c), Ask::Pairs) => sqlx::query_as(sql)
-                .persistent(false)
-                .fetch_all(c)
-                .await
-                .map(Answer::Pairs),
-            (ControlConnection::MySql(c), Ask::Pairs) => sqlx::query_as(sql)
-                .persistent(false)
-                .fetch_all(c)
-                .await
-                .map(Answer::Pairs),
-            (ControlConnection::Postgres(c), Ask::Nothing) => c.execute(sql).await.map(|_| Answer::Nothing),
-            (ControlConnection::MySql(c), Ask::Nothing) => c.execute(sql).await.map(|_| Answer::Nothing),
+        macro_rules! ask_on {
+            ($conn:expr) => {
+                match ask {
+                    Ask::Count => sqlx::query_scalar(sql)
+                        .persistent(false)
+                        .fetch_one($conn)
+                        .await
+                        .map(Answer::Count),
+                    Ask::Pairs => sqlx::query_as(sql)
+                        .persistent(false)
+                        .fetch_all($conn)
+                        .await
+                        .map(Answer::Pairs),
+                    Ask::Nothing => $conn.execute(sql).await.map(|_| Answer::Nothing),
+                }
+            };
+        }
+        let answer = match &mut conn {
+            ControlConnection::Postgres(c) => ask_on!(c),
+            ControlConnection::MySql(c) => ask_on!(c),
         };
         let answer = answer.map_err(|e| Error::from_sqlx(self.name(), e));
         // A connection that is gone (or that the server ended) is not put back: the next
@@ -134,14 +131,7 @@ impl Database {
     /// `docs/transactions.md`, "Privileges").
     pub(crate) async fn fence(&self, session: u64) -> Result<()> {
         let dialect = self.backend().dialect();
-        match self.control(dialect.terminate_session(session), Ask::Nothing).await {
-            Ok(_) => {}
-            Err(Error::Query { source, .. })
-                if source
-                    .as_database_error()
-                    .is_some_and(|db| ask(db, |dialect, code| dialect.is_unknown_session(code))) => {}
-            Err(e) => return Err(e),
-        }
+        self.signal_session(dialect.terminate_session(session)).await?;
         while self.control_count(dialect.session_count(session)).await? > 0 {
             tokio::time::sleep(FENCE_POLL).await;
         }
@@ -215,8 +205,14 @@ impl Database {
     /// Cancels the statement server session `session` is running (its lock wait ends with an
     /// error), from the control connection. Cancelling an idle session does nothing.
     pub(crate) async fn cancel_statement(&self, session: u64) -> Result<()> {
-        let sql = self.backend().dialect().cancel_statement(session);
-        match self.control(sql, Ask::Nothing).await {
+        self.signal_session(self.backend().dialect().cancel_statement(session))
+            .await
+    }
+
+    /// Runs `signal`, a statement that ends a session or its statement, on the control
+    /// connection; a session that is gone already counts as done.
+    async fn signal_session(&self, signal: String) -> Result<()> {
+        match self.control(signal, Ask::Nothing).await {
             Err(Error::Query { source, .. })
                 if source
                     .as_database_error()

@@ -127,9 +127,6 @@ impl OpenTransaction {
     /// Registers a statement that starts running on the transaction with the deadlock detector,
     /// until the returned value is dropped; `None` when it is not watched.
     pub(crate) fn statement_runs(&self) -> Option<Waiting> {
-        if !self.unit.is_watched() {
-            return None;
-        }
         waits::statement_runs(&self.database, self.session?, &self.unit)
     }
 

@@ -4,7 +4,7 @@
 //!
 //! What it owns: a [`UnitTag`] per unit of work (its age and whether it was chosen to give way),
 //! the server sessions of the units that span several databases, their statements that are
-//! running, the in-process write lock of each SQLite file ([`WriterLock`]), and one checker task.
+//! running, the in-process write lock of each SQLite file ([`WriterLock`]), and one checker thread.
 //! The checker wakes while such statements run; for those that have run longer than the
 //! threshold it asks each database, on its control connection, which sessions they wait for
 //! (PostgreSQL `pg_blocking_pids`, MariaDB's InnoDB lock waits), reads the SQLite waits from the
@@ -30,6 +30,9 @@ use tokio::sync::{Notify, OwnedMutexGuard};
 /// How long a statement waits before the detector looks at what it waits for, unless
 /// [`set_threshold`] says otherwise.
 pub(crate) const DEFAULT_THRESHOLD: Duration = Duration::from_millis(150);
+
+/// What is logged when the detector's thread cannot start.
+const NOT_STARTED: &str = "could not start the deadlock detector: only lock-wait limits end cross-database waits";
 
 /// How long cancelling a statement may take before the detector gives up on it (the lock-wait
 /// limit then ends the wait).
@@ -240,16 +243,15 @@ impl Drop for Holding {
 /// Records that a statement of `unit` runs on session `session` of `database`, until the returned
 /// registration is dropped. `None` when detection is off or the unit is not watched.
 pub(crate) fn statement_runs(database: &Database, session: u64, unit: &Arc<UnitTag>) -> Option<Waiting> {
-    waits_on(
-        unit,
-        WaitsOn::Server {
-            database: database.clone(),
-            session,
-        },
-    )
+    waits_on(unit, || WaitsOn::Server {
+        database: database.clone(),
+        session,
+    })
 }
 
-fn waits_on(unit: &Arc<UnitTag>, on: WaitsOn) -> Option<Waiting> {
+/// Registers a wait of `unit` on what `on` says, when the unit is watched and detection is on;
+/// `on` is built only then, so that the statements of other units pay one atomic load.
+fn waits_on(unit: &Arc<UnitTag>, on: impl FnOnce() -> WaitsOn) -> Option<Waiting> {
     if !unit.is_watched() {
         return None;
     }
@@ -264,7 +266,7 @@ fn waits_on(unit: &Arc<UnitTag>, on: WaitsOn) -> Option<Waiting> {
         Wait {
             unit: unit.clone(),
             since: Instant::now(),
-            on,
+            on: on(),
             cancel: cancel.clone(),
         },
     );
@@ -342,7 +344,7 @@ impl Detector {
                     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                         Ok(runtime) => runtime,
                         Err(e) => {
-                            tracing::error!(error = %e, "could not start the deadlock detector: only lock-wait limits end cross-database waits");
+                            tracing::error!(error = %e, "{NOT_STARTED}");
                             return;
                         }
                     };
@@ -354,7 +356,7 @@ impl Detector {
                     })
                 });
             if let Err(e) = started {
-                tracing::error!(error = %e, "could not start the deadlock detector: only lock-wait limits end cross-database waits");
+                tracing::error!(error = %e, "{NOT_STARTED}");
             }
         });
     }
@@ -571,7 +573,7 @@ impl WriterLock {
         let guard = match self.lock.clone().try_lock_owned() {
             Ok(guard) => guard,
             Err(_) => {
-                let waiting = waits_on(unit, WaitsOn::Writer(self.clone()));
+                let waiting = waits_on(unit, || WaitsOn::Writer(self.clone()));
                 let chosen = async {
                     match &waiting {
                         Some(waiting) => waiting.chosen().await,
