@@ -631,6 +631,20 @@ pub enum TwoPhaseError {
         /// The longest name allowed (ids must fit XA's 64-byte gtrid).
         max_len: usize,
     },
+    /// A two-phase unit reached its commit decision later than half the coordinator's grace
+    /// period after it began: recovery may already be rolling its prepared branches back as
+    /// abandoned, so it was rolled back instead of deciding. Nothing committed.
+    #[error(
+        "the two-phase unit took {age:?} to reach its commit decision, more than half the coordinator's grace period ({grace_period:?}), \
+         after which recovery may roll its branches back as abandoned: it was rolled back, nothing committed; \
+         shorten the unit or raise CoordinatorConfig::grace_period"
+    )]
+    DecisionTooLate {
+        /// How long after it began the unit was ready to decide.
+        age: std::time::Duration,
+        /// The coordinator's grace period.
+        grace_period: std::time::Duration,
+    },
 }
 
 /// sqlx's message, with the hint for a half-applied migration naming our migrations table (sqlx's

@@ -312,6 +312,21 @@ pub trait Model: Sized + Send + Sync + 'static {
     }
 }
 
+/// INSERTs `records`, keys included, in one statement (one round trip, one durable write).
+pub(crate) async fn insert_all<M: Model, C: Executor + ?Sized>(conn: &C, records: &[M]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let target = conn.target(M::META.database)?;
+    let mut args = target.arguments();
+    for record in records {
+        record.bind_columns(&mut args, true)?;
+    }
+    let sql = crate::sql::insert_rows(target.backend(), &M::META, records.len());
+    target.execute(sqlx::AssertSqlSafe(sql), args).await?;
+    Ok(())
+}
+
 /// Reads the record with primary key `key` with the statement `pick` chooses.
 async fn find_by_key<M: Model, C: Executor + ?Sized>(
     conn: &C,

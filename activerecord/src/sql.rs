@@ -51,6 +51,26 @@ fn push_placeholders(out: &mut String, backend: Backend, first: usize, count: us
     }
 }
 
+/// `INSERT INTO <table> (<every column>) VALUES (...), (...)` for `rows` rows, parameters row by
+/// row in column order.
+pub(crate) fn insert_rows(backend: Backend, meta: &ModelMeta, rows: usize) -> String {
+    let mut insert = String::from("INSERT INTO ");
+    push_ident(&mut insert, backend, meta.table);
+    insert.push_str(" (");
+    push_column_list(&mut insert, backend, meta.columns.iter().copied());
+    insert.push_str(") VALUES ");
+    let width = meta.columns.len();
+    for row in 0..rows {
+        if row > 0 {
+            insert.push_str(", ");
+        }
+        insert.push('(');
+        push_placeholders(&mut insert, backend, 1 + row * width, width);
+        insert.push(')');
+    }
+    insert
+}
+
 /// The fixed statements of one model on one backend.
 #[derive(Debug)]
 pub struct Statements {
@@ -117,11 +137,7 @@ impl Statements {
             let _ = write!(insert_generating_key, " RETURNING {quoted_key}");
         }
 
-        let mut insert = format!("INSERT INTO {table} (");
-        push_column_list(&mut insert, backend, meta.columns.iter().copied());
-        insert.push_str(") VALUES (");
-        push_placeholders(&mut insert, backend, 1, meta.columns.len());
-        insert.push(')');
+        let insert = insert_rows(backend, meta, 1);
 
         let mut upsert = insert.clone();
         let assignments: Vec<String> = non_key()

@@ -19,22 +19,26 @@ use crate::ActiveRecord;
 use crate::backend::{PreparedListing, validate_id};
 use crate::connection::{Database, DatabaseConfig, UnitTag};
 use crate::context::context;
+use crate::error::DatabaseOutcome;
 use crate::error::{Error, Result, TwoPhaseError};
 use crate::executor::{Resolve, Target};
 use crate::model::Model;
 use crate::query::col;
 use crate::transaction::Using;
 use crate::transaction::{
-    BestEffort, BranchId, ChooseProtocol, Commit, CommitProtocol, Finish, Participant, ScopeOptions, Settled, now_ms,
+    Branch, BranchId, ChooseProtocol, Commit, CommitProtocol, Finish, Joining, Participant, ScopeOptions, Settled,
+    UnitId, commit_in_turn, marker_exists, now_ms,
 };
 use crate::value::Json;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
 
 /// The prefix of every global transaction id this crate writes.
 const PREFIX: &str = "ar";
@@ -92,6 +96,7 @@ pub struct CoordinatorConfig {
     log: LogLocation,
     grace_period: Duration,
     recover_at_start: bool,
+    commit_point_site: bool,
 }
 
 impl fmt::Debug for CoordinatorConfig {
@@ -101,6 +106,7 @@ impl fmt::Debug for CoordinatorConfig {
             .field("log", &self.log)
             .field("grace_period", &self.grace_period)
             .field("recover_at_start", &self.recover_at_start)
+            .field("commit_point_site", &self.commit_point_site)
             .finish()
     }
 }
@@ -117,6 +123,7 @@ impl CoordinatorConfig {
             name,
             grace_period: Duration::from_secs(300),
             recover_at_start: true,
+            commit_point_site: true,
         }
     }
 
@@ -141,6 +148,15 @@ impl CoordinatorConfig {
     /// Whether [`Coordinator::install`] runs recovery (default true).
     pub fn recover_at_start(mut self, recover: bool) -> Self {
         self.recover_at_start = recover;
+        self
+    }
+
+    /// Whether a PostgreSQL or MySQL/MariaDB participant may be a unit's commit point site, whose
+    /// one-phase commit carrying the unit's marker is the decision (default true). With `false`,
+    /// every decision is a row in the log, unless a database that cannot prepare (SQLite) takes
+    /// part: it is always the site. See `docs/two_phase.md`, "Where the decision is kept".
+    pub fn commit_point_site(mut self, allowed: bool) -> Self {
+        self.commit_point_site = allowed;
         self
     }
 }
@@ -186,15 +202,72 @@ pub struct Coordinator {
 
 struct CoordinatorInner {
     name: String,
-    log: Database,
+    log: DecisionLog,
     grace_period: Duration,
+    /// Whether a participant may be the commit point site (else every decision is logged).
+    commit_point_site: bool,
+}
+
+/// The coordinator's log of decisions, written in groups: the decisions of every unit that
+/// reaches its decision while a write is under way go in the next write, one statement and one
+/// durable write for all of them.
+struct DecisionLog {
+    database: Database,
+    /// Decisions waiting for the next write, each with the sender of its acknowledgement.
+    waiting: std::sync::Mutex<Vec<(Decision, oneshot::Sender<bool>)>>,
+    /// Held by the unit writing a group.
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl DecisionLog {
+    fn new(database: Database) -> DecisionLog {
+        DecisionLog {
+            database,
+            waiting: std::sync::Mutex::new(Vec::new()),
+            writing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Makes `decision` durable: in the group written by whichever unit holds the writer's turn
+    /// when it is queued, or, after that unit, in a group this one writes. A group that failed, or
+    /// whose writer was dropped, is retried one decision at a time, so that each unit gets its own
+    /// answer.
+    async fn write(&self, decision: Decision) -> Result<()> {
+        let (acknowledge, acknowledged) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((decision.clone(), acknowledge));
+        let turn = self.writing.lock().await;
+        let mut acknowledged = acknowledged;
+        let written = match acknowledged.try_recv() {
+            Ok(written) => written,
+            // Not taken yet: this unit writes the group, its own decision in it.
+            Err(oneshot::error::TryRecvError::Empty) => {
+                let group = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
+                let decisions: Vec<Decision> = group.iter().map(|(d, _)| d.clone()).collect();
+                let written = crate::model::insert_all(&self.database, &decisions).await.is_ok();
+                for (_, acknowledge) in group {
+                    let _ = acknowledge.send(written);
+                }
+                written
+            }
+            // The unit that took it was dropped while writing.
+            Err(oneshot::error::TryRecvError::Closed) => false,
+        };
+        drop(turn);
+        if written {
+            return Ok(());
+        }
+        Decision::create(&self.database, decision).await.map(drop)
+    }
 }
 
 impl fmt::Debug for Coordinator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Coordinator")
             .field("name", &self.inner.name)
-            .field("log", &self.inner.log.name())
+            .field("log", &self.inner.log.database.name())
             .field("grace_period", &self.inner.grace_period)
             .finish()
     }
@@ -226,8 +299,9 @@ impl Coordinator {
         let coordinator = Coordinator {
             inner: Arc::new(CoordinatorInner {
                 name: config.name,
-                log,
+                log: DecisionLog::new(log),
                 grace_period: config.grace_period,
+                commit_point_site: config.commit_point_site,
             }),
         };
         let report = if config.recover_at_start {
@@ -258,22 +332,123 @@ impl Coordinator {
         new_gtrid(&self.inner.name)
     }
 
-    /// Commits the branches of one global transaction: prepare all, log the decision, commit
-    /// each. Any failure before the decision is durable rolls every branch back.
+    /// Commits the databases of one global transaction (see the [module docs](self)): the ones
+    /// that only read first, in one phase; then, with two or more writers, prepares all but the
+    /// commit point site concurrently, makes the decision durable (the site's one-phase commit
+    /// with the unit's marker, or a row in the log), and commits the prepared branches
+    /// concurrently. Any failure before the decision rolls every branch back.
     async fn commit(&self, gtrid: &str, commit: &Commit<'_, Participant>) -> Settled {
         let branches = commit.branches();
-        for i in 0..branches.len() {
-            if let Err(cause) = commit.prepare_one(i).await {
-                commit.rollback_from(0).await;
-                return Settled::RolledBack(cause);
-            }
+        let (readers, writers): (Vec<usize>, Vec<usize>) = (0..branches.len()).partition(|&i| !branches[i].wrote());
+        // Nothing to prepare, and committed first: a failure there leaves nothing to undo, and
+        // their locks are released before the others commit.
+        if let Some((_, failure)) = commit.commit_each(&readers).await.into_iter().next() {
+            commit.rollback_each(&writers).await;
+            return Settled::RolledBack(failure.cause);
         }
+        if writers.len() < 2 {
+            // One database wrote: nothing to agree with, so it commits in one phase.
+            return commit_in_turn(commit, &writers).await;
+        }
+        let site = self.commit_point_site(branches, &writers);
+        let prepared: Vec<usize> = writers.iter().copied().filter(|&i| Some(i) != site).collect();
+        if let Err(cause) = commit.prepare_each(&prepared).await {
+            commit.rollback_each(&writers).await;
+            return Settled::RolledBack(cause);
+        }
+        if let Err(late) = self.check_in_time(gtrid) {
+            commit.rollback_each(&writers).await;
+            return Settled::RolledBack(late);
+        }
+        commit.deciding();
+        let decision = match site {
+            Some(site) => self.decide_at_site(gtrid, commit, site, &prepared).await,
+            None => self.log_decision(gtrid, commit, &writers).await,
+        };
+        if let Err(settled) = decision {
+            return settled;
+        }
+        commit.decided(gtrid, site.map(|i| branches[i].name())).await;
+
+        let failures = commit.commit_each(&prepared).await;
+        if let Some((failed, failure)) = failures.into_iter().next() {
+            let report = commit.report_failure(failed, failure);
+            tracing::warn!(gtrid, unit = %report.unit, outcomes = ?report.outcomes, "two-phase commit decided, not applied everywhere yet: recovery commits the rest");
+            return Settled::Mixed(Error::PartialCommit(Box::new(report)));
+        }
+        if site.is_none() {
+            // Forgetting the decision is housekeeping: recovery removes it if this fails.
+            let _ = Decision::query()
+                .filter(col("gtrid").eq(gtrid))
+                .delete_all(&self.inner.log.database)
+                .await;
+        }
+        Settled::Committed
+    }
+
+    /// The writer whose one-phase commit is the decision: the one that cannot prepare (there is
+    /// at most one), else the first whose commit carries the unit's marker, unless this
+    /// coordinator decides in its log. `None`: the decision goes to the log.
+    fn commit_point_site(&self, branches: &[Arc<Participant>], writers: &[usize]) -> Option<usize> {
+        let cannot_prepare = writers.iter().copied().find(|&i| !branches[i].is_branch());
+        cannot_prepare.or_else(|| {
+            self.inner
+                .commit_point_site
+                .then(|| writers.iter().copied().find(|&i| branches[i].commits_with_marker()))
+                .flatten()
+        })
+    }
+
+    /// Refuses to decide for a unit older than half the grace period: recovery may be rolling
+    /// its branches back as abandoned by now.
+    fn check_in_time(&self, gtrid: &str) -> Result<()> {
+        let age = created_at(&self.inner.name, gtrid)
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        let grace_period = self.inner.grace_period;
+        if age > grace_period / 2 {
+            return Err(Error::TwoPhase(TwoPhaseError::DecisionTooLate { age, grace_period }));
+        }
+        Ok(())
+    }
+
+    /// The decision as the commit point site's one-phase commit, which carries the unit's marker.
+    /// Refused: every prepared branch rolls back. Its answer lost and not resolved: every database
+    /// not committed is unknown, for recovery to settle by the site's marker.
+    async fn decide_at_site(
+        &self,
+        gtrid: &str,
+        commit: &Commit<'_, Participant>,
+        site: usize,
+        prepared: &[usize],
+    ) -> Result<(), Settled> {
+        let Err(failure) = commit.commit_one(site).await else {
+            return Ok(());
+        };
+        if failure.outcome == DatabaseOutcome::RolledBack {
+            commit.rollback_each(prepared).await;
+            return Err(Settled::RolledBack(failure.cause));
+        }
+        let report = commit.in_doubt_report(Some(site), failure.cause);
+        tracing::error!(gtrid, unit = %report.unit, outcomes = ?report.outcomes, "outcome unknown: the commit point site's COMMIT was sent and no answer came; recovery settles the prepared branches by its marker");
+        Err(Settled::Unknown(Error::OutcomeUnknown(Box::new(report))))
+    }
+
+    /// The decision as a row in the log, written with the decisions of other units waiting at the
+    /// same moment. A write that reported an error may still have reached the log: it is asked.
+    async fn log_decision(
+        &self,
+        gtrid: &str,
+        commit: &Commit<'_, Participant>,
+        writers: &[usize],
+    ) -> Result<(), Settled> {
         let decision = Decision {
             gtrid: gtrid.to_owned(),
             coordinator: self.inner.name.clone(),
             branches: Json(
-                branches
+                writers
                     .iter()
+                    .map(|&i| &commit.branches()[i])
                     .map(|p| BranchRecord {
                         connection: p.name().to_owned(),
                         branch: p.branch().map_or(0, |b| b.branch),
@@ -282,45 +457,25 @@ impl Coordinator {
             ),
             decided_at: now_ms(),
         };
-        commit.deciding();
-        if let Err(cause) = Decision::create(&self.inner.log, decision).await {
-            // The write may have reached the log even though it reported an error: ask.
-            match Decision::query()
-                .filter(col("gtrid").eq(gtrid))
-                .exists(&self.inner.log)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    commit.rollback_from(0).await;
-                    return Settled::RolledBack(cause);
-                }
-                Err(_) => {
-                    // The decision may be durable or not: every branch is unknown until recovery
-                    // reads the log.
-                    return Settled::Unknown(Error::OutcomeUnknown(Box::new(commit.unknown_report(cause))));
-                }
-            }
-        }
-        commit.decided(gtrid).await;
-
-        let mut first_failure = None;
-        for i in 0..branches.len() {
-            if let Err(failure) = commit.commit_one(i).await {
-                first_failure.get_or_insert((i, failure));
-            }
-        }
-        if let Some((failed, failure)) = first_failure {
-            let report = commit.report_failure(failed, failure);
-            tracing::warn!(gtrid, unit = %report.unit, outcomes = ?report.outcomes, "two-phase commit decided, not applied everywhere yet: recovery commits the rest");
-            return Settled::Mixed(Error::PartialCommit(Box::new(report)));
-        }
-        // Forgetting the decision is housekeeping: recovery removes it if this fails.
-        let _ = Decision::query()
+        let Err(cause) = self.inner.log.write(decision).await else {
+            return Ok(());
+        };
+        match Decision::query()
             .filter(col("gtrid").eq(gtrid))
-            .delete_all(&self.inner.log)
-            .await;
-        Settled::Committed
+            .exists(&self.inner.log.database)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                commit.rollback_each(writers).await;
+                Err(Settled::RolledBack(cause))
+            }
+            // The decision may be durable or not: every branch is unknown until recovery reads
+            // the log.
+            Err(_) => Err(Settled::Unknown(Error::OutcomeUnknown(Box::new(
+                commit.in_doubt_report(None, cause),
+            )))),
+        }
     }
 
     /// Resolves this coordinator's prepared branches on every configured PostgreSQL and
@@ -351,9 +506,12 @@ impl Coordinator {
         let mut report = RecoveryReport::default();
         let decisions: Vec<Decision> = Decision::query()
             .filter(col("coordinator").eq(self.inner.name.as_str()))
-            .all(&self.inner.log)
+            .all(&self.inner.log.database)
             .await?;
         let decided = |gtrid: &str| decisions.iter().any(|d| d.gtrid == gtrid);
+        // Per unit without a logged decision: whether its commit point site committed, `None`
+        // when that could not be found out.
+        let mut site_committed: HashMap<String, Option<bool>> = HashMap::new();
         // Connections whose scan failed: decisions naming them must be kept.
         let mut scanned = Vec::new();
         let mut still_prepared = Vec::new();
@@ -382,15 +540,41 @@ impl Coordinator {
                 let how = if decided(&branch.gtrid) {
                     Finish::Commit
                 } else {
+                    let committed = match site_committed.get(&branch.gtrid) {
+                        Some(committed) => *committed,
+                        None => {
+                            let committed = match site_committed_on(connections, &branch.gtrid).await {
+                                Ok(committed) => Some(committed),
+                                Err((connection, error)) => {
+                                    report.errors.push(RecoveryError {
+                                        connection,
+                                        branch: Some(label.clone()),
+                                        action: RecoveryAction::LookUpSite,
+                                        error,
+                                    });
+                                    None
+                                }
+                            };
+                            site_committed.insert(branch.gtrid.clone(), committed);
+                            committed
+                        }
+                    };
                     let age = created_at(&self.inner.name, &branch.gtrid)
                         .and_then(|t| SystemTime::now().duration_since(t).ok())
                         .unwrap_or_default();
-                    if age < self.inner.grace_period {
-                        report.in_flight.push(label);
-                        still_prepared.push(branch.gtrid.clone());
-                        continue;
+                    match committed {
+                        Some(true) => Finish::Commit,
+                        Some(false) if age >= self.inner.grace_period => Finish::Rollback,
+                        // Maybe still live; or its site could not be asked, and rolling back a
+                        // branch whose site committed would break the unit.
+                        _ => {
+                            if committed.is_some() {
+                                report.in_flight.push(label);
+                            }
+                            still_prepared.push(branch.gtrid.clone());
+                            continue;
+                        }
                     }
-                    Finish::Rollback
                 };
                 match resolve(&database, &branch, how).await {
                     Ok(Resolution::Finished) if how == Finish::Commit => report.committed.push(label),
@@ -419,7 +603,7 @@ impl Coordinator {
             if all_scanned && !still_prepared.contains(&decision.gtrid) {
                 Decision::query()
                     .filter(col("gtrid").eq(decision.gtrid.as_str()))
-                    .delete_all(&self.inner.log)
+                    .delete_all(&self.inner.log.database)
                     .await?;
                 report.finished_decisions += 1;
             }
@@ -469,6 +653,26 @@ impl Coordinator {
         };
         Ok(branches)
     }
+}
+
+/// Whether the commit point site of unit `gtrid` committed: its marker is on one of `connections`.
+/// A connection without the marker table cannot be a site; one that cannot be asked is the error,
+/// unless the marker is found elsewhere.
+async fn site_committed_on(connections: &[impl AsRef<str>], gtrid: &str) -> Result<bool, (String, Error)> {
+    let mut failure = None;
+    for name in connections.iter().map(AsRef::as_ref) {
+        let Ok(database) = crate::connection::ConnectionManager::get(name) else {
+            continue;
+        };
+        match marker_exists(&database, gtrid).await {
+            Ok(true) => return Ok(true),
+            Ok(false) | Err(Error::Schema { .. }) => {}
+            Err(error) => {
+                failure.get_or_insert((name.to_owned(), error));
+            }
+        }
+    }
+    failure.map_or(Ok(false), Err)
 }
 
 /// A prepared branch found on a server.
@@ -577,6 +781,9 @@ pub enum RecoveryAction {
     Commit,
     /// Rolling back a branch with no decision, older than the grace period.
     Rollback,
+    /// Looking for the marker of a branch's commit point site: until it is found, or every
+    /// connection answers that it is not there, the branch stays prepared.
+    LookUpSite,
 }
 
 impl fmt::Display for RecoveryAction {
@@ -585,6 +792,7 @@ impl fmt::Display for RecoveryAction {
             RecoveryAction::List => "cannot list prepared transactions",
             RecoveryAction::Commit => "cannot commit",
             RecoveryAction::Rollback => "cannot roll back",
+            RecoveryAction::LookUpSite => "cannot look for the commit point site's marker",
         })
     }
 }
@@ -663,10 +871,11 @@ impl RecoveryReport {
 }
 
 impl Using {
-    /// Opens the scope in two-phase mode: at its end every database that took part is prepared,
-    /// the decision logged by the installed [`Coordinator`], then each committed. Only PostgreSQL
-    /// and MySQL/MariaDB can take part. Applies to an outermost scope; nested scopes join it as
-    /// usual.
+    /// Opens the scope in two-phase mode: at its end the databases that only read commit first,
+    /// every other database but the commit point site is prepared, the decision is made durable
+    /// by the installed [`Coordinator`] (the site's commit, or a row in its log), then each
+    /// prepared branch commits. PostgreSQL and MySQL/MariaDB can be prepared; one SQLite database
+    /// can take part as the site. Applies to an outermost scope; nested scopes join it as usual.
     pub fn two_phase(mut self) -> Self {
         self.options.protocol = Some(Arc::new(TwoPhaseChoice));
         self
@@ -681,30 +890,61 @@ impl ChooseProtocol for TwoPhaseChoice {
     fn start(&self) -> Result<Box<dyn CommitProtocol<Participant>>> {
         let coordinator = Coordinator::installed()?;
         let gtrid = coordinator.new_gtrid();
-        Ok(Box::new(TwoPhase { coordinator, gtrid }))
+        Ok(Box::new(TwoPhase {
+            coordinator,
+            gtrid,
+            cannot_prepare: std::sync::Mutex::new(None),
+        }))
     }
 }
 
-/// Two-phase commit of one unit of work, as a [`CommitProtocol`]: every branch begins under the
-/// unit's global transaction id.
+/// Two-phase commit of one unit of work, as a [`CommitProtocol`]: the unit's id is its global
+/// transaction id, and every database that can prepare begins as a branch of it.
 struct TwoPhase {
     coordinator: Coordinator,
     gtrid: String,
+    /// The database of the unit that cannot prepare, if one joined: it must be the site.
+    cannot_prepare: std::sync::Mutex<Option<String>>,
 }
 
 impl CommitProtocol<Participant> for TwoPhase {
-    fn branch_id(&self, index: usize) -> Option<BranchId> {
-        Some(BranchId::new(&self.gtrid, index))
+    fn unit_id(&self) -> Option<UnitId> {
+        Some(UnitId::named(&self.gtrid))
+    }
+
+    fn branch_id(&self, index: usize, joining: Joining<'_>) -> Result<Option<BranchId>> {
+        if joining.can_prepare {
+            return Ok(Some(BranchId::new(&self.gtrid, index)));
+        }
+        let refuse = |message: String| {
+            Err(Error::Configuration {
+                connection: joining.name.to_owned(),
+                message,
+                source: None,
+            })
+        };
+        if !joining.has_markers {
+            return refuse(
+                "SQLite cannot prepare a transaction: it takes part in a two-phase unit as its commit point site, whose \
+                 commit carries the unit's marker, and this database has no marker table; run activerecord::migrate::run \
+                 on this connection at start-up"
+                    .to_owned(),
+            );
+        }
+        let mut cannot_prepare = self.cannot_prepare.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(site) = cannot_prepare.as_deref() {
+            return refuse(format!(
+                "SQLite cannot prepare a transaction, and a two-phase unit can have only one database that cannot: \
+                 `{site}` is already its commit point site; use PostgreSQL or MySQL/MariaDB for the others, or a \
+                 best-effort scope"
+            ));
+        }
+        *cannot_prepare = Some(joining.name.to_owned());
+        Ok(None)
     }
 
     fn commit<'a>(&'a self, commit: &'a Commit<'a, Participant>) -> BoxFuture<'a, Settled> {
-        Box::pin(async move {
-            if commit.branches().len() > 1 {
-                return self.coordinator.commit(&self.gtrid, commit).await;
-            }
-            // One database: nothing to agree with, so it commits in one phase.
-            BestEffort.commit(commit).await
-        })
+        Box::pin(self.coordinator.commit(&self.gtrid, commit))
     }
 }
 

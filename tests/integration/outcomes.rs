@@ -35,6 +35,8 @@ test_matrix!([postgres_and_mariadb, mariadb_and_postgres], one_at_a_time(SERIAL)
     a_two_phase_unit_dropped_after_its_decision_commits_and_runs_no_rollback_hook,
     a_lost_prepare_answer_is_rolled_back_at_once,
     a_lost_phase_two_answer_is_decided_and_recovery_finishes_it,
+    a_lost_answer_of_the_commit_point_site_is_resolved_from_its_marker,
+    a_site_commit_that_never_reached_the_server_rolls_every_branch_back,
 );
 
 test_matrix!([sqlite_and_sqlite, postgres_and_mariadb] =>
@@ -653,6 +655,96 @@ async fn a_lost_phase_two_answer_is_decided_and_recovery_finishes_it(first: Back
     assert_eq!(run.rows().await, (1, 1));
     assert_eq!(prepared_count(&run.one.direct).await, 0);
     assert_eq!(prepared_count(&run.two.direct).await, 0);
+    run.finish().await;
+    Ok(())
+}
+
+/// A two-phase unit whose commit point site (the root: both databases have the marker table)
+/// loses the answer to its one-phase `COMMIT`, which carried the unit's marker: the unit ends the
+/// site's session, finds the marker, takes that as the decision and commits the prepared branch.
+/// The caller gets `Ok`, the after-commit hook runs, both databases have the rows.
+async fn a_lost_answer_of_the_commit_point_site_is_resolved_from_its_marker(
+    first: Backend,
+    second: Backend,
+) -> Result<()> {
+    coordinator().await;
+    let run = Run::new(first, second, "lost_site", true).await;
+    let armed = run
+        .one
+        .proxy
+        .arm(Trigger::contains("activerecord_markers"), Fault::DropAnswerAndClose);
+    let hooks = Hooks::default();
+    transfer_in(
+        ConnectionManager::using(&run.one.proxied).two_phase(),
+        &run.one,
+        &run.two,
+        &hooks,
+    )
+    .await?;
+    assert_eq!(armed.fired(), 1);
+    assert_eq!(hooks.ran(), ["after commit"]);
+    assert_eq!(run.rows().await, (1, 1));
+    let events = run.unit_events();
+    let site = run.one.proxied.clone();
+    let unknown = events
+        .iter()
+        .position(|e| {
+            *e == EventKind::OutcomeUnknown {
+                connection: site.clone(),
+            }
+        })
+        .expect("the lost answer was seen as such");
+    assert_eq!(
+        events[unknown + 1],
+        EventKind::Committed {
+            connection: site.clone()
+        }
+    );
+    assert!(
+        matches!(&events[unknown + 2], EventKind::DecisionDurable { site: Some(s), .. } if *s == site),
+        "{events:?}"
+    );
+    assert_eq!(prepared_count(&run.one.direct).await, 0);
+    assert_eq!(prepared_count(&run.two.direct).await, 0);
+    run.finish().await;
+    Ok(())
+}
+
+/// The commit point site's `COMMIT` is cut before it reaches the server: once the site's session
+/// is gone, no marker means it rolled back, so nothing was decided and the prepared branch rolls
+/// back too. A plain error, the after-rollback hook, no rows, nothing left prepared.
+async fn a_site_commit_that_never_reached_the_server_rolls_every_branch_back(
+    first: Backend,
+    second: Backend,
+) -> Result<()> {
+    coordinator().await;
+    let run = Run::new(first, second, "cut_site", true).await;
+    let armed = run
+        .one
+        .proxy
+        .arm(Trigger::contains("activerecord_markers"), Fault::CutBeforeForwarding);
+    let hooks = Hooks::default();
+    let err = transfer_in(
+        ConnectionManager::using(&run.one.proxied).two_phase(),
+        &run.one,
+        &run.two,
+        &hooks,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(armed.fired(), 1);
+    assert!(
+        matches!(err, Error::ConnectionLost { .. }),
+        "nothing committed: a plain error, {err:?}"
+    );
+    assert_eq!(hooks.ran(), ["after rollback"]);
+    assert_eq!(run.rows().await, (0, 0));
+    assert_eq!(prepared_count(&run.one.direct).await, 0);
+    assert_eq!(
+        prepared_count(&run.two.direct).await,
+        0,
+        "the prepared branch was rolled back at once"
+    );
     run.finish().await;
     Ok(())
 }

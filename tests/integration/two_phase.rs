@@ -4,10 +4,12 @@
 use crate::common::{
     Movement, assert_balances_match_movements, assert_no_open_transactions, balance, bank, test_matrix,
 };
+use activerecord::EventKind;
 use activerecord::two_phase::{BranchRef, Coordinator, CoordinatorConfig};
 use activerecord::{Backend, ConnectionManager, Database, Error, Model, Result, fetch_column};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -24,9 +26,21 @@ test_matrix!(
     tpc_calls_commit_and_roll_back,
     a_crash_after_prepare_rolls_back,
     a_crash_after_the_decision_commits,
-    a_crash_after_the_first_commit_commits,
     two_recoveries_at_once_agree,
     recovery_reports_each_branch,
+    sixteen_concurrent_transfers_share_the_decision_log,
+);
+
+test_matrix!(
+    [postgres_and_mariadb, postgres_and_postgres, mariadb_and_postgres, postgres_and_sqlite], one_at_a_time(SERIAL) =>
+    the_commit_point_site_decides_without_a_log_row,
+    a_crash_before_the_site_commits_rolls_back,
+    a_crash_after_the_site_commits_commits,
+    a_read_only_participant_commits_first_and_is_never_prepared,
+);
+
+test_matrix!([postgres_and_mariadb], one_at_a_time(SERIAL) =>
+    a_crash_with_a_read_only_participant_recovers_the_writers_only,
 );
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -53,23 +67,47 @@ struct Pair {
     names: [String; 2],
     dbs: [Database; 2],
     urls: [String; 2],
+    variant: Variant,
+    /// A third bank database the transfer only reads (`Variant::SiteWithReader`).
+    reader: Option<Database>,
 }
 
 async fn pair(first: Backend, second: Backend, label: &str) -> Pair {
+    variant_pair(first, second, label, Variant::Log).await
+}
+
+/// A pair whose transfers decide as `variant` says: with a site, both databases have the marker
+/// tables (`migrate::run`).
+async fn variant_pair(first: Backend, second: Backend, label: &str, variant: Variant) -> Pair {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let names = [format!("{label}_{n}_a"), format!("{label}_{n}_b")];
     let (a, _) = bank(first, &names[0], &["ann"]).await;
     let (b, _) = bank(second, &names[1], &["bob"]).await;
+    if variant != Variant::Log {
+        activerecord::migrate::run(&a).await.unwrap();
+        activerecord::migrate::run(&b).await.unwrap();
+    }
+    let reader = match variant {
+        Variant::SiteWithReader => Some(
+            bank(Backend::Postgres, &format!("{label}_{n}_reader"), &["cat"])
+                .await
+                .0,
+        ),
+        _ => None,
+    };
     let urls = [a.url().expose().to_owned(), b.url().expose().to_owned()];
     Pair {
         names,
         dbs: [a, b],
         urls,
+        variant,
+        reader,
     }
 }
 
 pub(crate) async fn prepared_count(db: &Database) -> usize {
     match db.backend() {
+        Backend::Sqlite => 0,
         Backend::Postgres => {
             let n: Vec<i64> = fetch_column(
                 db,
@@ -226,10 +264,25 @@ async fn recovery_reports_each_branch(first: Backend, second: Backend) -> Result
     Ok(())
 }
 
+/// How the crash tests' transfer decides: in the log, or by a commit point site (the marker
+/// tables exist); and whether it reads a third database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Log,
+    Site,
+    SiteWithReader,
+}
+
 /// Starts `two_phase_child` with its stdout piped.
 fn child(mode: &str, pair: &Pair, log: &str, coordinator: &str, last: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_two_phase_child"))
         .args([mode, &pair.urls[0], &pair.urls[1], log, coordinator, last])
+        .env("MARKERS", if pair.variant == Variant::Log { "0" } else { "1" })
+        .envs(
+            pair.reader
+                .iter()
+                .map(|reader| ("READER_URL", reader.url().expose().to_owned())),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -249,8 +302,8 @@ fn recover(pair: &Pair, log: &str, coordinator: &str, grace: u64) -> String {
 
 /// Starts a two-phase transfer in a child process and kills it with SIGKILL right after `step`.
 /// Returns the pair of databases, the coordinator's name and its log file.
-async fn crash_at(first: Backend, second: Backend, step: &str) -> (Pair, String, String) {
-    let pair = pair(first, second, &format!("tpc_crash_{step}")).await;
+async fn crash_at(first: Backend, second: Backend, step: &str, variant: Variant) -> (Pair, String, String) {
+    let pair = variant_pair(first, second, &format!("tpc_crash_{step}"), variant).await;
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let coordinator = format!("crash{n}");
     let log = testkit::scratch_dir()
@@ -272,8 +325,8 @@ async fn crash_at(first: Backend, second: Backend, step: &str) -> (Pair, String,
 }
 
 /// Kills a two-phase transfer right after `step`, then recovers in a fresh process.
-async fn crash_and_recover(first: Backend, second: Backend, step: &str, applied: bool) -> Result<()> {
-    let (pair, coordinator, log) = crash_at(first, second, step).await;
+async fn crash_and_recover(first: Backend, second: Backend, step: &str, variant: Variant, applied: bool) -> Result<()> {
+    let (pair, coordinator, log) = crash_at(first, second, step, variant).await;
     let in_doubt: usize = prepared_count(&pair.dbs[0]).await + prepared_count(&pair.dbs[1]).await;
     assert!(in_doubt > 0, "the crash left prepared branches");
     if !applied {
@@ -299,12 +352,21 @@ async fn crash_and_recover(first: Backend, second: Backend, step: &str, applied:
         "committed=0 rolled_back=0 in_flight=0 finished=0 errors=0"
     );
     assert_consistent(&pair, applied).await;
+    if let Some(reader) = &pair.reader {
+        assert_eq!(
+            prepared_count(reader).await,
+            0,
+            "a database that only read is never prepared"
+        );
+        assert_eq!(balance(reader, 1).await, 100);
+        assert_no_open_transactions(reader).await;
+    }
     Ok(())
 }
 
 /// Two recovery processes started together resolve the same crash without disturbing each other.
 async fn two_recoveries_at_once_agree(first: Backend, second: Backend) -> Result<()> {
-    let (pair, coordinator, log) = crash_at(first, second, "first_commit").await;
+    let (pair, coordinator, log) = crash_at(first, second, "decided", Variant::Log).await;
     let racers = [
         child("recover", &pair, &log, &coordinator, "0"),
         child("recover", &pair, &log, &coordinator, "0"),
@@ -322,43 +384,281 @@ async fn two_recoveries_at_once_agree(first: Backend, second: Backend) -> Result
 }
 
 async fn a_crash_after_prepare_rolls_back(first: Backend, second: Backend) -> Result<()> {
-    crash_and_recover(first, second, "prepared", false).await
+    crash_and_recover(first, second, "prepared", Variant::Log, false).await
 }
 
 async fn a_crash_after_the_decision_commits(first: Backend, second: Backend) -> Result<()> {
-    crash_and_recover(first, second, "decided", true).await
+    crash_and_recover(first, second, "decided", Variant::Log, true).await
 }
 
-async fn a_crash_after_the_first_commit_commits(first: Backend, second: Backend) -> Result<()> {
-    crash_and_recover(first, second, "first_commit", true).await
+/// The branches to prepare are prepared, the commit point site has not committed: nothing was
+/// decided, so recovery rolls every branch back (once they are older than the grace period).
+async fn a_crash_before_the_site_commits_rolls_back(first: Backend, second: Backend) -> Result<()> {
+    crash_and_recover(first, second, "prepared", Variant::Site, false).await
 }
 
+/// The commit point site committed, with the unit's marker, and the process died before the
+/// prepared branch committed: recovery finds the marker on the site and commits the branch.
+async fn a_crash_after_the_site_commits_commits(first: Backend, second: Backend) -> Result<()> {
+    crash_and_recover(first, second, "decided", Variant::Site, true).await
+}
+
+/// A third database that the transfer only read was committed in one phase before anything was
+/// prepared: after a crash before the decision, recovery rolls the writers back and finds nothing
+/// of the reader's.
+async fn a_crash_with_a_read_only_participant_recovers_the_writers_only(first: Backend, second: Backend) -> Result<()> {
+    crash_and_recover(first, second, "prepared", Variant::SiteWithReader, false).await
+}
+
+/// Every event of the unit whose id is `unit`, recorded from now on.
+#[derive(Default)]
+struct UnitEvents(std::sync::Mutex<Vec<activerecord::Event>>);
+
+impl activerecord::Observer for UnitEvents {
+    async fn on_event(&self, event: &activerecord::Event) -> Result<()> {
+        self.0.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+impl UnitEvents {
+    fn of(&self, unit: &activerecord::UnitId) -> Vec<EventKind> {
+        let events = self.0.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| &e.unit == unit)
+            .map(|e| e.kind.clone())
+            .collect()
+    }
+}
+
+/// The commit markers with unit id `unit` on `db`.
+async fn markers_of(db: &Database, unit: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM activerecord_markers WHERE unit_id = '{unit}'");
+    fetch_column::<i64, _>(db, &sql).await.unwrap()[0]
+}
+
+/// With the marker tables in place, a two-phase transfer prepares only the joined database (the
+/// root, or the one that cannot prepare, is the commit point site): the site's commit carries the
+/// unit's marker and is the decision, and the log gets no row.
+async fn the_commit_point_site_decides_without_a_log_row(first: Backend, second: Backend) -> Result<()> {
+    coordinator().await;
+    let pair = variant_pair(first, second, "tpc_site", Variant::Site).await;
+    let events = Arc::new(UnitEvents::default());
+    let observer = ConnectionManager::observe(events.clone());
+    let unit = ConnectionManager::using(&pair.names[0])
+        .two_phase()
+        .transaction(async |tx| {
+            testkit::bank::transfer_in(tx, 1, (&pair.names[1], 1), 10).await?;
+            Ok::<_, Error>(tx.unit_id().clone())
+        })
+        .await?;
+    ConnectionManager::unobserve(observer);
+    assert_consistent(&pair, true).await;
+    // SQLite cannot prepare, so it is the site; otherwise the root is.
+    let (site, prepared) = match second {
+        Backend::Sqlite => (1, 0),
+        _ => (0, 1),
+    };
+    assert!(
+        unit.as_str().starts_with("ar-suite-"),
+        "the unit id is the global transaction id: {unit}"
+    );
+    assert_eq!(markers_of(&pair.dbs[site], unit.as_str()).await, 1);
+    assert_eq!(
+        markers_of(&pair.dbs[prepared], unit.as_str()).await,
+        0,
+        "a prepared branch leaves no marker"
+    );
+    let kinds = events.of(&unit);
+    let prepared_events: Vec<_> = kinds
+        .iter()
+        .filter(|k| matches!(k, EventKind::Prepared { .. }))
+        .collect();
+    assert_eq!(
+        prepared_events,
+        [&EventKind::Prepared {
+            connection: pair.names[prepared].clone()
+        }]
+    );
+    let decision = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::DecisionDurable { .. }))
+        .unwrap();
+    assert_eq!(
+        kinds[decision],
+        EventKind::DecisionDurable {
+            gtrid: unit.to_string(),
+            site: Some(pair.names[site].clone())
+        }
+    );
+    assert_eq!(
+        kinds[decision - 1],
+        EventKind::Committed {
+            connection: pair.names[site].clone()
+        },
+        "the site's commit is the decision"
+    );
+    Ok(())
+}
+
+/// A joined database that only read commits in one phase, before anything is prepared, and is
+/// never prepared; with one writer left, that writer commits in one phase too.
+async fn a_read_only_participant_commits_first_and_is_never_prepared(first: Backend, second: Backend) -> Result<()> {
+    coordinator().await;
+    let pair = variant_pair(first, second, "tpc_reader", Variant::Site).await;
+    let events = Arc::new(UnitEvents::default());
+    let observer = ConnectionManager::observe(events.clone());
+    let unit = ConnectionManager::using(&pair.names[0])
+        .two_phase()
+        .transaction(async |tx| {
+            testkit::bank::adjust(tx, 1, -10).await?;
+            let read = ConnectionManager::using(&pair.names[1])
+                .transaction(async |tx| testkit::bank::Account::find(tx, 1).await)
+                .await?;
+            assert_eq!(read.balance, 100);
+            Ok::<_, Error>(tx.unit_id().clone())
+        })
+        .await?;
+    ConnectionManager::unobserve(observer);
+    let kinds = events.of(&unit);
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| matches!(k, EventKind::Prepared { .. } | EventKind::DecisionDurable { .. })),
+        "one writer commits in one phase: {kinds:?}"
+    );
+    let committed: Vec<_> = kinds
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::Committed { connection } => Some(connection.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        committed,
+        [pair.names[1].clone(), pair.names[0].clone()],
+        "the reader first"
+    );
+    assert_eq!(
+        (balance(&pair.dbs[0], 1).await, balance(&pair.dbs[1], 1).await),
+        (90, 100)
+    );
+    for db in &pair.dbs {
+        assert_eq!(prepared_count(db).await, 0);
+        assert_no_open_transactions(db).await;
+    }
+    Ok(())
+}
+
+/// Sixteen two-phase transfers at once between different accounts, each deciding in the log (no
+/// marker tables): their decisions are written in groups, and every one of them commits on both
+/// databases.
+async fn sixteen_concurrent_transfers_share_the_decision_log(first: Backend, second: Backend) -> Result<()> {
+    coordinator().await;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let names = [format!("tpc_group_{n}_a"), format!("tpc_group_{n}_b")];
+    let owners: Vec<String> = (0..16).map(|i| format!("owner{i}")).collect();
+    let owners: Vec<&str> = owners.iter().map(String::as_str).collect();
+    let (a, ids) = bank(first, &names[0], &owners).await;
+    let (b, _) = bank(second, &names[1], &owners).await;
+    let mut transfers = tokio::task::JoinSet::new();
+    for &id in &ids {
+        let names = names.clone();
+        transfers.spawn(async move { testkit::bank::transfer((&names[0], id), (&names[1], id), 1, true).await });
+    }
+    while let Some(done) = transfers.join_next().await {
+        done.unwrap()?;
+    }
+    for id in &ids {
+        assert_eq!((balance(&a, *id).await, balance(&b, *id).await), (99, 101));
+    }
+    for db in [&a, &b] {
+        assert_balances_match_movements(db, &ids).await;
+        assert_eq!(prepared_count(db).await, 0);
+        assert_no_open_transactions(db).await;
+    }
+    Ok(())
+}
+
+/// SQLite cannot prepare: it takes part in a two-phase unit only as its commit point site, which
+/// needs its marker table (refused at the start without it), and a unit can have one such
+/// database. Alone, it commits in one phase.
 #[tokio::test]
-async fn sqlite_cannot_take_part() {
+async fn sqlite_takes_part_as_the_commit_point_site_only() {
     coordinator().await;
     let (db, ids) = bank(Backend::Sqlite, "tpc_sqlite", &["ann"]).await;
-    let err = ConnectionManager::using("tpc_sqlite")
-        .two_phase()
-        .transaction(async |tx| Movement::record(tx, ids[0], 1).await)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("SQLite cannot prepare"), "{err}");
-    assert_eq!(Movement::count(&db).await.unwrap(), 0);
-
-    // A SQLite database joining a two-phase scope fails it before anything commits.
     let (pg, _) = bank(Backend::Postgres, "tpc_sqlite_pg", &["bob"]).await;
-    let err = ConnectionManager::using("tpc_sqlite_pg")
+    let alone = || async {
+        ConnectionManager::using("tpc_sqlite")
+            .two_phase()
+            .transaction(async |tx| Movement::record(tx, ids[0], 1).await.map(drop))
+            .await
+    };
+    let joined = || async {
+        ConnectionManager::using("tpc_sqlite_pg")
+            .two_phase()
+            .transaction(async |tx| {
+                Movement::record(tx, 1, 1).await?;
+                ConnectionManager::using("tpc_sqlite")
+                    .transaction(async |tx| Movement::record(tx, 1, 1).await.map(drop))
+                    .await
+            })
+            .await
+    };
+    // Without its marker table it cannot be the site: refused when it begins or joins.
+    for refused in [alone().await, joined().await] {
+        match refused.unwrap_err() {
+            Error::Configuration {
+                connection, message, ..
+            } => {
+                assert_eq!(connection, "tpc_sqlite");
+                assert!(message.contains("migrate::run"), "{message}");
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        Movement::count(&pg).await.unwrap() + Movement::count(&db).await.unwrap(),
+        0
+    );
+
+    // With it, SQLite alone commits in one phase, and joined it is the site.
+    activerecord::migrate::run(&db).await.unwrap();
+    alone().await.unwrap();
+    joined().await.unwrap();
+    assert_eq!(Movement::count(&pg).await.unwrap(), 1);
+    assert_eq!(Movement::count(&db).await.unwrap(), 2);
+    assert_eq!(prepared_count(&pg).await, 0);
+
+    // A second database that cannot prepare is refused when it joins.
+    let (other, _) = bank(Backend::Sqlite, "tpc_sqlite_other", &["cat"]).await;
+    activerecord::migrate::run(&other).await.unwrap();
+    let err = ConnectionManager::using("tpc_sqlite")
         .two_phase()
         .transaction(async |tx| {
             Movement::record(tx, 1, 1).await?;
-            ConnectionManager::using("tpc_sqlite")
-                .transaction(async |_| Ok::<_, Error>(()))
+            ConnectionManager::using("tpc_sqlite_other")
+                .transaction(async |tx| Movement::record(tx, 1, 1).await.map(drop))
                 .await
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Configuration { .. }), "{err:?}");
-    assert_eq!(Movement::count(&pg).await.unwrap(), 0);
+    match &err {
+        Error::Configuration {
+            connection, message, ..
+        } => {
+            assert_eq!(connection, "tpc_sqlite_other");
+            assert!(message.contains("only one database that cannot"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert_eq!(
+        Movement::count(&db).await.unwrap(),
+        2,
+        "nothing of the refused unit committed"
+    );
+    assert_eq!(Movement::count(&other).await.unwrap(), 0);
 }
 
 #[tokio::test]

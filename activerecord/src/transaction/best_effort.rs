@@ -20,34 +20,40 @@ pub(crate) struct BestEffort;
 
 impl<B: Branch> CommitProtocol<B> for BestEffort {
     fn commit<'a>(&'a self, commit: &'a Commit<'a, B>) -> BoxFuture<'a, Settled> {
-        Box::pin(async move {
-            for i in 0..commit.branches().len() {
-                let Err(failure) = commit.commit_one(i).await else {
-                    continue;
-                };
-                commit.rollback_from(i + 1).await;
-                let outcome = failure.outcome;
-                if i == 0 && outcome == DatabaseOutcome::RolledBack {
-                    return Settled::RolledBack(failure.cause);
-                }
-                let report = commit.report_failure(i, failure);
-                tracing::error!(
-                    unit = %report.unit,
-                    outcomes = ?report.outcomes,
-                    failed = %report.failed,
-                    cause = %report.cause,
-                    "{}",
-                    match outcome {
-                        DatabaseOutcome::Unknown => "outcome unknown: a COMMIT was sent and no answer came",
-                        _ => "partial commit: the databases of one unit of work disagree and need reconciliation",
-                    }
-                );
-                return match outcome {
-                    DatabaseOutcome::Unknown => Settled::Unknown(Error::OutcomeUnknown(Box::new(report))),
-                    _ => Settled::Mixed(Error::PartialCommit(Box::new(report))),
-                };
-            }
-            Settled::Committed
-        })
+        let order: Vec<usize> = (0..commit.branches().len()).collect();
+        Box::pin(async move { commit_in_turn(commit, &order).await })
     }
+}
+
+/// Commits the databases at `order` one after another, as the [module docs](self) say; the
+/// databases before them, if any, committed nothing that a later failure could make partial (they
+/// only read).
+pub(crate) async fn commit_in_turn<B: Branch>(commit: &Commit<'_, B>, order: &[usize]) -> Settled {
+    for (n, &i) in order.iter().enumerate() {
+        let Err(failure) = commit.commit_one(i).await else {
+            continue;
+        };
+        commit.rollback_each(&order[n + 1..]).await;
+        let outcome = failure.outcome;
+        if n == 0 && outcome == DatabaseOutcome::RolledBack {
+            return Settled::RolledBack(failure.cause);
+        }
+        let report = commit.report_failure(i, failure);
+        tracing::error!(
+            unit = %report.unit,
+            outcomes = ?report.outcomes,
+            failed = %report.failed,
+            cause = %report.cause,
+            "{}",
+            match outcome {
+                DatabaseOutcome::Unknown => "outcome unknown: a COMMIT was sent and no answer came",
+                _ => "partial commit: the databases of one unit of work disagree and need reconciliation",
+            }
+        );
+        return match outcome {
+            DatabaseOutcome::Unknown => Settled::Unknown(Error::OutcomeUnknown(Box::new(report))),
+            _ => Settled::Mixed(Error::PartialCommit(Box::new(report))),
+        };
+    }
+    Settled::Committed
 }

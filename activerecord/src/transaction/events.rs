@@ -43,6 +43,13 @@ impl UnitId {
         UnitId(Arc::from(format!("{created:x}-{random:016x}")))
     }
 
+    /// The unit id `id`, made by a strategy that names its units (two-phase: the global
+    /// transaction id); it must pass `backend::validate_id`, since markers write it as a literal.
+    pub(crate) fn named(id: &str) -> UnitId {
+        debug_assert!(crate::backend::validate_id(id).is_ok(), "{id}");
+        UnitId(Arc::from(id))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -110,10 +117,14 @@ pub enum EventKind {
         /// The connection.
         connection: String,
     },
-    /// The commit decision of a two-phase unit is durable.
-    DecisionLogged {
-        /// The global transaction id the decision is logged under.
+    /// The commit decision of a two-phase unit is durable: from now on every database commits.
+    DecisionDurable {
+        /// The global transaction id (the unit's id).
         gtrid: String,
+        /// The commit point site whose one-phase commit, carrying the unit's marker, is the
+        /// decision (its `Committed` event came just before); `None` when the decision is a row
+        /// in the coordinator's log.
+        site: Option<String>,
     },
     /// A database committed.
     Committed {

@@ -47,6 +47,12 @@ pub(crate) async fn outcome_from_marker(database: &Database, session: u64, unit:
     }
 }
 
+/// Whether unit `unit`'s marker is on `database` (a pooled connection reads it: no session is
+/// fenced, so the caller must know that no `COMMIT` of the unit can still be on its way).
+pub(crate) async fn marker_exists(database: &Database, unit: &str) -> Result<bool> {
+    Marker::query().filter(col("unit_id").eq(unit)).exists(database).await
+}
+
 /// Removes the rows of `M` (one of the crate's tables with a `created_ms` column) older than
 /// `older_than` from the connection `name`, and returns how many.
 pub(crate) async fn prune_older<M: Model>(name: &str, older_than: Duration) -> Result<u64> {

@@ -35,16 +35,16 @@ pub(crate) use crate::backend::{BranchId, Finish};
 pub use events::{Event, EventKind, Observer, ObserverId, UnitId, UnitOutcome};
 pub use handles::{Ambient, Using};
 pub use idempotency::Idempotent;
-pub(crate) use markers::now_ms;
+pub(crate) use markers::{marker_exists, now_ms};
 pub(crate) use participant::Participant;
 pub use retry::{RetryPolicy, Retrying, Transient, retry};
-pub(crate) use unit::{Commit, CommitProtocol, Settled};
+pub(crate) use unit::{Branch, Commit, CommitProtocol, Joining, Settled};
 
 use crate::connection::{ConnectionManager, Database, UnitTag};
 use crate::context::context;
 use crate::error::{Error, PartialCommit, Result};
 use crate::executor::{Resolve, Target};
-pub(crate) use best_effort::BestEffort;
+pub(crate) use best_effort::{BestEffort, commit_in_turn};
 use events::Observers;
 use futures_util::FutureExt;
 use std::borrow::Cow;
@@ -193,8 +193,8 @@ impl Using {
         };
         let unit = Arc::new(UnitOfWork::new(protocol, context().get::<Observers>()));
         // Alone, the unit keeps the database's own lock waits, until another database joins.
-        let participant =
-            Participant::begin(database, &UnitTag::new(), &self.options, unit.next_branch_id(), None).await?;
+        let branch = unit.next_branch_id(Participant::joining(&database))?;
+        let participant = Participant::begin(database, &UnitTag::new(), &self.options, branch, None).await?;
         unit.begin(participant.clone()).await;
         // A unit of work of its own: its frames' paths start afresh.
         let frame = Frame::new(unit.clone(), participant, None);
@@ -236,7 +236,8 @@ impl Using {
         root.tx.watch();
         let asked = self.options.lock_timeout.or_else(|| root.asked_lock_timeout());
         let limit = asked.unwrap_or_else(|| database.lock_timeout());
-        let participant = Participant::begin(database, &tag, &self.options, unit.next_branch_id(), Some(limit)).await?;
+        let branch = unit.next_branch_id(Participant::joining(&database))?;
+        let participant = Participant::begin(database, &tag, &self.options, branch, Some(limit)).await?;
         unit.join(participant.clone()).await;
         let frame = Frame::new(unit.clone(), participant.clone(), enclosing);
         let frame_id = frame.id();

@@ -12,7 +12,7 @@
 use super::ScopeOptions;
 use super::events::UnitId;
 use super::markers::{RESOLVE_WITHIN, now_ms, outcome_from_marker};
-use super::unit::Branch;
+use super::unit::{Branch, Joining};
 use crate::backend::{Backend, BranchId, Finish, insert_marker};
 use crate::connection::{Database, OpenTransaction, UnitTag};
 use crate::error::{DatabaseOutcome, Error, Result};
@@ -67,6 +67,15 @@ impl Participant {
 
     pub(crate) fn branch(&self) -> Option<&BranchId> {
         self.branch.as_ref()
+    }
+
+    /// `database`, about to take part in a unit of work, as its commit protocol sees it.
+    pub(crate) fn joining(database: &Database) -> Joining<'_> {
+        Joining {
+            name: database.name(),
+            can_prepare: database.backend().dialect().can_prepare(),
+            has_markers: database.markers_enabled(),
+        }
     }
 
     /// Opens a transaction on `database`; with a `branch`, one that can be prepared; with a
@@ -262,11 +271,16 @@ impl Participant {
     }
 
     /// The marker statement for unit `unit`'s one-phase `COMMIT`, when this transaction leaves
-    /// one: it wrote, it is not a two-phase branch (the decision log covers those), and the
-    /// database has the marker table.
+    /// one: it wrote, it commits in one phase (a prepared branch's fate is its unit's decision),
+    /// and the database has the marker table. A two-phase unit's id is its global transaction id,
+    /// so the marker of its commit point site is its decision.
     fn marker(&self, unit: &UnitId) -> Option<String> {
-        let leaves_one = self.branch.is_none() && self.tx.wrote() && self.database().markers_enabled();
-        leaves_one.then(|| insert_marker(unit.as_str(), now_ms()))
+        self.commits_with_marker()
+            .then(|| insert_marker(unit.as_str(), now_ms()))
+    }
+
+    fn commits_with_marker(&self) -> bool {
+        !self.prepared.load(Ordering::SeqCst) && self.tx.wrote() && self.database().markers_enabled()
     }
 
     /// Finds out, within [`RESOLVE_WITHIN`], whether the `COMMIT` of unit `unit` whose answer was
@@ -329,5 +343,14 @@ impl Branch for Participant {
     }
     fn resolvable_session(&self) -> Option<u64> {
         self.tx.session().filter(|_| self.marked.load(Ordering::SeqCst))
+    }
+    fn wrote(&self) -> bool {
+        self.tx.wrote()
+    }
+    fn is_branch(&self) -> bool {
+        self.branch.is_some()
+    }
+    fn commits_with_marker(&self) -> bool {
+        Participant::commits_with_marker(self)
     }
 }

@@ -43,20 +43,45 @@ pub(crate) trait Branch: Send + Sync + 'static {
     /// The server session that sent the `COMMIT`, when that `COMMIT` carried the unit's marker:
     /// then its outcome can be found out later. `None` otherwise (a marker lookup would lie).
     fn resolvable_session(&self) -> Option<u64>;
+    /// Whether the transaction wrote (a raw statement counts as a write): one that did not has
+    /// nothing to prepare, and commits in one phase.
+    fn wrote(&self) -> bool;
+    /// Whether the transaction began as a two-phase branch, which can be prepared.
+    fn is_branch(&self) -> bool;
+    /// Whether its one-phase `COMMIT` carries the unit's marker (it wrote, and its database has
+    /// the marker table): then that commit can be a two-phase unit's decision.
+    fn commits_with_marker(&self) -> bool;
+}
+
+/// A database about to take part in a unit of work, as its [`CommitProtocol`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Joining<'a> {
+    /// The connection name.
+    pub(crate) name: &'a str,
+    /// Whether its engine can prepare a transaction (SQLite cannot).
+    pub(crate) can_prepare: bool,
+    /// Whether it has the marker table.
+    pub(crate) has_markers: bool,
 }
 
 /// How a unit of work commits its databases: the commit seam. Best effort and two-phase commit
 /// implement it.
 pub(crate) trait CommitProtocol<B: Branch>: Send + Sync {
-    /// The two-phase branch id the `index`-th database to take part begins with; `None` for a
-    /// protocol that does not prepare.
-    fn branch_id(&self, index: usize) -> Option<BranchId> {
-        let _ = index;
+    /// The unit's id, when the protocol names it (two-phase: its global transaction id, so that
+    /// the marker of its decision is found from any of its branches); a new one otherwise.
+    fn unit_id(&self) -> Option<UnitId> {
         None
     }
 
+    /// The two-phase branch id the `index`-th database to take part, `joining`, begins with;
+    /// `None` for one that will not be prepared. An error refuses the database before it begins.
+    fn branch_id(&self, index: usize, joining: Joining<'_>) -> Result<Option<BranchId>> {
+        let _ = (index, joining);
+        Ok(None)
+    }
+
     /// Ends the final commits of `commit`'s databases and says how they settled. Report every
-    /// step through `commit` ([`Commit::commit_one`], [`Commit::rollback_from`], ...), so that the
+    /// step through `commit` ([`Commit::commit_one`], [`Commit::rollback_each`], ...), so that the
     /// unit knows what committed if it is dropped half way.
     fn commit<'a>(&'a self, commit: &'a Commit<'a, B>) -> BoxFuture<'a, Settled>;
 }
@@ -157,7 +182,7 @@ impl<B: Branch> UnitOfWork<B> {
     /// A unit of work with no database yet, committed by `protocol`, reporting to `observers`.
     pub(crate) fn new(protocol: Box<dyn CommitProtocol<B>>, observers: Option<Arc<Observers>>) -> Self {
         UnitOfWork {
-            id: UnitId::new(),
+            id: protocol.unit_id().unwrap_or_else(UnitId::new),
             protocol,
             observers: observers.filter(|o| !o.is_empty()),
             state: Mutex::new(State {
@@ -183,14 +208,15 @@ impl<B: Branch> UnitOfWork<B> {
         &self.id
     }
 
-    /// The branch id the next database to take part begins with.
-    pub(crate) fn next_branch_id(&self) -> Option<BranchId> {
+    /// The branch id the next database to take part, `joining`, begins with, or why it cannot
+    /// take part.
+    pub(crate) fn next_branch_id(&self, joining: Joining<'_>) -> Result<Option<BranchId>> {
         let index = {
             let mut state = self.lock();
             state.next_branch += 1;
             state.next_branch - 1
         };
-        self.protocol.branch_id(index)
+        self.protocol.branch_id(index, joining)
     }
 
     /// A new frame (scope) id, unique in the unit.
@@ -502,14 +528,34 @@ impl<B: Branch> Commit<'_, B> {
         self.unit.lock().deciding = true;
     }
 
-    /// Records that the decision to commit is durable (two-phase): from now on every database will
-    /// commit, so a unit dropped before the end runs no rollback hook.
-    pub(crate) async fn decided(&self, gtrid: &str) {
+    /// Records that the decision to commit is durable (two-phase), in the coordinator's log or as
+    /// the commit of `site`: from now on every database will commit, so a unit dropped before the
+    /// end runs no rollback hook.
+    pub(crate) async fn decided(&self, gtrid: &str, site: Option<&str>) {
         self.unit.lock().decided = true;
-        self.report(|| EventKind::DecisionLogged {
+        self.report(|| EventKind::DecisionDurable {
             gtrid: gtrid.to_owned(),
+            site: site.map(str::to_owned),
         })
         .await;
+    }
+
+    /// Prepares the databases at `indices` concurrently; the first failure, once every prepare
+    /// has answered.
+    pub(crate) async fn prepare_each(&self, indices: &[usize]) -> Result<()> {
+        let answers = futures_util::future::join_all(indices.iter().map(|&i| self.prepare_one(i))).await;
+        answers.into_iter().collect()
+    }
+
+    /// Commits the databases at `indices` concurrently; each failure with its index, once every
+    /// `COMMIT` has answered (or been resolved).
+    pub(crate) async fn commit_each(&self, indices: &[usize]) -> Vec<(usize, CommitFailure)> {
+        let answers =
+            futures_util::future::join_all(indices.iter().map(|&i| async move { (i, self.commit_one(i).await) })).await;
+        answers
+            .into_iter()
+            .filter_map(|(i, answer)| answer.err().map(|failure| (i, failure)))
+            .collect()
     }
 
     /// Prepares the `index`-th database.
@@ -569,6 +615,35 @@ impl<B: Branch> Commit<'_, B> {
     /// committed by then being rolled back.
     pub(crate) fn report_failure(&self, failed: usize, failure: CommitFailure) -> PartialCommit {
         let outcomes = self.outcomes(failed, failure.outcome);
+        self.partial_commit(outcomes, failed, failure.cause)
+    }
+
+    /// The report of a two-phase unit whose decision may or may not be durable: every database
+    /// not committed yet is unknown (its branch is prepared, or it is the commit point site whose
+    /// answer was lost). `failed` is the step that left it so (the site), if a database.
+    pub(crate) fn in_doubt_report(&self, failed: Option<usize>, cause: Error) -> PartialCommit {
+        let committed = self.unit.lock().committed.clone();
+        let outcomes: Vec<_> = self
+            .branches
+            .iter()
+            .map(|b| {
+                let name = b.name().to_owned();
+                let outcome = match committed.contains(&name) {
+                    true => DatabaseOutcome::Committed,
+                    false => DatabaseOutcome::Unknown,
+                };
+                (name, outcome)
+            })
+            .collect();
+        let failed = failed
+            .or_else(|| outcomes.iter().position(|(_, o)| *o == DatabaseOutcome::Unknown))
+            .unwrap_or(0);
+        self.partial_commit(outcomes, failed, cause)
+    }
+
+    /// The report with `outcomes`, and the server session of each unknown outcome that a marker
+    /// lookup can resolve later.
+    fn partial_commit(&self, outcomes: Vec<(String, DatabaseOutcome)>, failed: usize, cause: Error) -> PartialCommit {
         let sessions = self
             .branches
             .iter()
@@ -580,24 +655,8 @@ impl<B: Branch> Commit<'_, B> {
             unit: self.unit.id.to_string(),
             outcomes,
             failed: self.branches[failed].name().to_owned(),
-            cause: failure.cause,
-            sessions,
-        }
-    }
-
-    /// The report of a unit whose every database's outcome is unknown: prepared, with a decision
-    /// that may or may not be durable (two-phase).
-    pub(crate) fn unknown_report(&self, cause: Error) -> PartialCommit {
-        PartialCommit {
-            unit: self.unit.id.to_string(),
-            outcomes: self
-                .branches
-                .iter()
-                .map(|b| (b.name().to_owned(), DatabaseOutcome::Unknown))
-                .collect(),
-            failed: self.branches[0].name().to_owned(),
             cause,
-            sessions: Vec::new(),
+            sessions,
         }
     }
 
@@ -624,9 +683,10 @@ impl<B: Branch> Commit<'_, B> {
             .collect()
     }
 
-    /// Rolls back every database from the `start`-th on.
-    pub(crate) async fn rollback_from(&self, start: usize) {
-        self.unit.rollback_each(&self.branches[start..]).await;
+    /// Rolls back the databases at `indices`.
+    pub(crate) async fn rollback_each(&self, indices: &[usize]) {
+        let branches: Vec<_> = indices.iter().map(|&i| self.branches[i].clone()).collect();
+        self.unit.rollback_each(&branches).await;
     }
 }
 
@@ -709,6 +769,15 @@ mod tests {
         fn resolvable_session(&self) -> Option<u64> {
             Some(7)
         }
+        fn wrote(&self) -> bool {
+            true
+        }
+        fn is_branch(&self) -> bool {
+            false
+        }
+        fn commits_with_marker(&self) -> bool {
+            true
+        }
     }
 
     /// A unit over fake databases `a`, `b`, ... answering `answers`, with one after-commit and
@@ -740,7 +809,7 @@ mod tests {
                 log: log.clone(),
             });
             frames.push(unit.next_frame_id());
-            let _ = unit.next_branch_id();
+            let _ = unit.next_branch_id(joining());
             if i == 0 {
                 unit.begin(branch).await;
             } else {
@@ -777,6 +846,15 @@ mod tests {
         }
         fn hooks(&self) -> Vec<&'static str> {
             self.hooks.lock().unwrap().clone()
+        }
+    }
+
+    /// A fake database about to take part.
+    fn joining() -> Joining<'static> {
+        Joining {
+            name: "fake",
+            can_prepare: true,
+            has_markers: true,
         }
     }
 
@@ -1081,7 +1159,7 @@ mod tests {
             Box::pin(async move {
                 commit.prepare_one(0).await.unwrap();
                 commit.prepare_one(1).await.unwrap();
-                commit.decided("fake").await;
+                commit.decided("fake", None).await;
                 std::future::pending().await
             })
         }
@@ -1122,14 +1200,14 @@ mod tests {
     struct PrepareThenCommit;
 
     impl CommitProtocol<FakeBranch> for PrepareThenCommit {
-        fn branch_id(&self, index: usize) -> Option<BranchId> {
-            Some(BranchId::new("fake", index))
+        fn branch_id(&self, index: usize, _: Joining<'_>) -> Result<Option<BranchId>> {
+            Ok(Some(BranchId::new("fake", index)))
         }
         fn commit<'a>(&'a self, commit: &'a Commit<'a, FakeBranch>) -> BoxFuture<'a, Settled> {
             Box::pin(async move {
                 for i in 0..commit.branches().len() {
                     if let Err(e) = commit.prepare_one(i).await {
-                        commit.rollback_from(0).await;
+                        commit.rollback_each(&[0, 1, 2][..commit.branches().len()]).await;
                         return Settled::RolledBack(e);
                     }
                 }
@@ -1150,7 +1228,10 @@ mod tests {
     #[tokio::test]
     async fn another_protocol_plugs_into_the_same_unit() {
         let f = fixture(Box::new(PrepareThenCommit), &[Answer::Ok, Answer::Ok, Answer::Ok]).await;
-        assert_eq!(f.unit.next_branch_id(), Some(BranchId::new("fake", 3)));
+        assert_eq!(
+            f.unit.next_branch_id(joining()).unwrap(),
+            Some(BranchId::new("fake", 3))
+        );
         f.unit.commit().await.unwrap();
         assert_eq!(
             f.log(),
