@@ -15,7 +15,7 @@ mod common;
 
 use activerecord::{Backend, Database, Model};
 use common::ops::{self, Control, Sql};
-use common::{Account, bank, runtime};
+use common::{Account, bank, runtime, settings};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -199,43 +199,6 @@ async fn migrated_bank(backend: Backend, name: &str) -> Database {
     let db = bank(backend, name, 1).await;
     activerecord::migrate::run(&db).await.unwrap();
     db
-}
-
-/// The settings a commit's cost depends on, as the server reports them, and the file system of
-/// its data directory.
-async fn settings(db: &Database) -> String {
-    let (settings, data): (String, String) = match db.backend() {
-        Backend::Postgres => sqlx::query_as(
-            "SELECT 'fsync=' || current_setting('fsync') \
-             || ', synchronous_commit=' || current_setting('synchronous_commit') \
-             || ', full_page_writes=' || current_setting('full_page_writes'), \
-             current_setting('data_directory')",
-        )
-        .fetch_one(db.postgres_pool().unwrap())
-        .await
-        .unwrap(),
-        Backend::MySql => sqlx::query_as(
-            "SELECT CAST(CONCAT('innodb_flush_log_at_trx_commit=', @@innodb_flush_log_at_trx_commit, \
-             ', log_bin=', @@log_bin, ', sync_binlog=', @@sync_binlog) AS CHAR), CAST(@@datadir AS CHAR)",
-        )
-        .fetch_one(db.mysql_pool().unwrap())
-        .await
-        .unwrap(),
-        Backend::Sqlite => unimplemented!("SQLite's settings are the connection's"),
-    };
-    let file_system = std::process::Command::new("df")
-        .args(["--output=fstype,source"])
-        .arg(&data)
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| {
-            text.lines()
-                .nth(1)
-                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" on "))
-        })
-        .unwrap_or_else(|| "a file system this process cannot see".to_owned());
-    format!("{settings}; data in {data} ({file_system})")
 }
 
 /// The two-database transfer with commit markers (both databases migrated), PostgreSQL as the root

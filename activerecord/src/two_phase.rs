@@ -1,16 +1,22 @@
 //! Two-phase commit across PostgreSQL (`PREPARE TRANSACTION`) and MySQL/MariaDB (`XA`), with a
-//! durable decision log and recovery.
+//! commit point site or a durable decision log, and recovery.
 //!
 //! The same nested-scope code becomes atomic across databases when its outermost scope is opened
-//! with [`Using::two_phase`]: at its end every database's transaction is *prepared*, the commit
-//! decision is written to the coordinator's log, then each is committed. A crash at any point is
-//! resolved by [`Coordinator::recover`]: a branch whose decision is in the log is committed, any
-//! other is rolled back ("presumed abort"), but only once it is older than the grace period, so
-//! that a transaction still in flight in another process is never touched. Recovery only touches
-//! branches whose id names this coordinator, and is safe to run twice or from two processes.
+//! with [`Using::two_phase`]. At its end, as seed 004 describes it: the databases that only read
+//! commit first, in one phase; every other database but the *commit point site* is prepared,
+//! concurrently; the decision is made durable, as the site's one-phase commit carrying the unit's
+//! marker or, when no participant can be the site, as a row in the coordinator's log (written in
+//! groups under concurrency); then the prepared branches commit, concurrently. `docs/two_phase.md`
+//! says when each is used.
 //!
-//! SQLite cannot prepare a transaction: a two-phase scope that reaches a SQLite database fails
-//! before anything commits.
+//! Guarantees: before the decision is durable, nothing commits and a failure rolls every branch
+//! back; after it, every branch commits, by this unit or by [`Coordinator::recover`]. Recovery
+//! commits a branch whose decision is in the log or whose site's marker it finds, and rolls any
+//! other back ("presumed abort") only once it is older than the grace period, so that a
+//! transaction still in flight in another process is never touched; a unit that reaches its
+//! decision after half that period is rolled back instead. Recovery only touches branches whose id
+//! names this coordinator, and is safe to run twice or from two processes. SQLite, which cannot
+//! prepare, takes part only as the site.
 //!
 //! The DB-API style of the Python guide is here too: [`Database::tpc_begin`] and the
 //! [`TpcTransaction`] it returns.

@@ -161,16 +161,21 @@ pub async fn sqlx_query_100(db: &Database, sql: Sql) {
 
 /// Moves 1 from account 1 of `first` to account 1 of `second`: a scope with a nested one.
 pub async fn orm_transfer(first: &str, second: &str, two_phase: bool) -> Result<()> {
+    orm_transfer_of(first, second, 1, two_phase).await
+}
+
+/// [`orm_transfer`] between the accounts numbered `account` of each database.
+pub async fn orm_transfer_of(first: &str, second: &str, account: i64, two_phase: bool) -> Result<()> {
     let outer = ConnectionManager::using(first);
     let outer = if two_phase { outer.two_phase() } else { outer };
     outer
         .transaction(async |tx| {
-            let mut payer = Account::find_for_update(tx, 1).await?;
+            let mut payer = Account::find_for_update(tx, account).await?;
             payer.balance -= 1;
             payer.save(tx).await?;
             ConnectionManager::using(second)
                 .transaction(async |tx| {
-                    let mut payee = Account::find_for_update(tx, 1).await?;
+                    let mut payee = Account::find_for_update(tx, account).await?;
                     payee.balance += 1;
                     payee.save(tx).await
                 })

@@ -8,7 +8,8 @@
 //! With `MARKERS=1` the marker tables are created first (`migrate::run` on both databases), so
 //! that a participant can be the unit's commit point site (a SQLite one always is); without it,
 //! the decision goes to the log. With `READER_URL=url`, the transfer also reads account 1 of that
-//! database, a participant that only reads.
+//! database, a participant that only reads. `GRACE_SECONDS=N` sets the coordinator's grace period
+//! (default 300).
 //!
 //! `two_phase_child recover FIRST_URL SECOND_URL LOG_FILE COORDINATOR GRACE_SECONDS` runs recovery
 //! and prints one line: `committed=N rolled_back=N in_flight=N finished=N errors=N`.
@@ -76,6 +77,8 @@ async fn main() -> Result<()> {
                 to_prepare: if markers { 1 } else { 2 },
                 prepared: AtomicUsize::new(0),
             }));
+            let grace = std::env::var("GRACE_SECONDS").map_or(300, |g| g.parse().expect("GRACE_SECONDS is a number"));
+            let config = config.grace_period(Duration::from_secs(grace));
             Coordinator::install(config.recover_at_start(false)).await?;
             ConnectionManager::using("first")
                 .two_phase()

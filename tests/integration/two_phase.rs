@@ -41,6 +41,11 @@ test_matrix!(
 
 test_matrix!([postgres_and_mariadb], one_at_a_time(SERIAL) =>
     a_crash_with_a_read_only_participant_recovers_the_writers_only,
+    a_unit_too_old_to_decide_safely_rolls_back,
+);
+
+test_matrix!([postgres_and_mariadb, mariadb_and_postgres], one_at_a_time(SERIAL) =>
+    prepares_and_phase_two_commits_run_concurrently,
 );
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -273,9 +278,10 @@ enum Variant {
     SiteWithReader,
 }
 
-/// Starts `two_phase_child` with its stdout piped.
-fn child(mode: &str, pair: &Pair, log: &str, coordinator: &str, last: &str) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_two_phase_child"))
+/// `two_phase_child` for `pair`, its stdout piped.
+fn child_command(mode: &str, pair: &Pair, log: &str, coordinator: &str, last: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_two_phase_child"));
+    command
         .args([mode, &pair.urls[0], &pair.urls[1], log, coordinator, last])
         .env("MARKERS", if pair.variant == Variant::Log { "0" } else { "1" })
         .envs(
@@ -284,7 +290,13 @@ fn child(mode: &str, pair: &Pair, log: &str, coordinator: &str, last: &str) -> s
                 .map(|reader| ("READER_URL", reader.url().expose().to_owned())),
         )
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// Starts `two_phase_child` with its stdout piped.
+fn child(mode: &str, pair: &Pair, log: &str, coordinator: &str, last: &str) -> std::process::Child {
+    child_command(mode, pair, log, coordinator, last)
         .spawn()
         .expect("start two_phase_child")
 }
@@ -693,4 +705,101 @@ async fn disabled_prepared_transactions_say_how_to_fix_them() {
         Movement::count(&db).await.unwrap() + Movement::count(&pg).await.unwrap(),
         0
     );
+}
+
+/// Waits until `proxy` has seen `statement`, sent while another database's answer is held: it
+/// never comes if the two are sent one after the other.
+async fn sent_meanwhile(proxy: &testkit::Proxy, statement: &str) {
+    let trigger = testkit::Trigger::statement(statement);
+    tokio::time::timeout(Duration::from_secs(10), proxy.wait_seen(&trigger, 1))
+        .await
+        .unwrap_or_else(|_| panic!("`{statement}` was not sent while the other database's answer was held"));
+}
+
+/// The first statement of phase one and of phase two on `backend`.
+fn prepare_and_commit_prepared(backend: Backend) -> (&'static str, &'static str) {
+    match backend {
+        Backend::Postgres => ("PREPARE TRANSACTION", "COMMIT PREPARED"),
+        _ => ("XA END", "XA COMMIT"),
+    }
+}
+
+/// A transfer over three databases: the root (the commit point site) and two prepared ones,
+/// `first` and `second`, each behind a proxy. While the proxy holds the answer to `first`'s
+/// prepare, `second`'s prepare is sent; while it holds `first`'s phase-two commit, `second`'s is
+/// sent, and the call has not returned: it returns once both are acknowledged.
+async fn prepares_and_phase_two_commits_run_concurrently(first: Backend, second: Backend) -> Result<()> {
+    coordinator().await;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let root = format!("tpc_concurrent_{n}_site");
+    let (site, _) = bank(Backend::Postgres, &root, &["ann"]).await;
+    activerecord::migrate::run(&site).await?;
+    let mut sides = Vec::new();
+    for (i, backend) in [first, second].into_iter().enumerate() {
+        let (db, _) = bank(backend, &format!("tpc_concurrent_{n}_{i}"), &["bob"]).await;
+        let proxy = testkit::Proxy::for_url(db.url().expose()).await;
+        let name = format!("tpc_concurrent_{n}_{i}_proxied");
+        ConnectionManager::configure(&name, proxy.url_for(db.url().expose())).await?;
+        sides.push((db, proxy, name, prepare_and_commit_prepared(backend)));
+    }
+    let (held, other) = (&sides[0], &sides[1]);
+    let hold = |statement| {
+        held.1
+            .arm(testkit::Trigger::statement(statement), testkit::Fault::HoldAnswer)
+    };
+    let (held_prepare, held_commit) = (hold(held.3.0), hold(held.3.1));
+    let names = [sides[0].2.clone(), sides[1].2.clone()];
+    let unit = tokio::spawn(async move {
+        ConnectionManager::using(&root)
+            .two_phase()
+            .transaction(async |tx| {
+                testkit::bank::adjust(tx, 1, -2).await?;
+                for name in &names {
+                    ConnectionManager::using(name)
+                        .transaction(async |tx| testkit::bank::adjust(tx, 1, 1).await)
+                        .await?;
+                }
+                Ok::<_, Error>(())
+            })
+            .await
+    });
+    held_prepare.wait_fired().await;
+    sent_meanwhile(&other.1, other.3.0).await;
+    held.1.release();
+    held_commit.wait_fired().await;
+    sent_meanwhile(&other.1, other.3.1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!unit.is_finished(), "the call waits for every phase-two commit");
+    held.1.release();
+    unit.await.unwrap()?;
+    assert_eq!(balance(&site, 1).await, 98);
+    for (db, ..) in &sides {
+        assert_eq!(balance(db, 1).await, 101);
+        assert_eq!(prepared_count(db).await, 0);
+        assert_no_open_transactions(db).await;
+    }
+    Ok(())
+}
+
+/// A unit that reaches its decision later than half its coordinator's grace period after it began
+/// (a grace period of zero in the child) is rolled back with `DecisionTooLate` before anything
+/// commits: a recovery run could already be rolling its branches back.
+async fn a_unit_too_old_to_decide_safely_rolls_back(first: Backend, second: Backend) -> Result<()> {
+    let pair = variant_pair(first, second, "tpc_too_late", Variant::Site).await;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let coordinator = format!("late{n}");
+    let log = testkit::scratch_dir()
+        .join(format!("{coordinator}.db"))
+        .display()
+        .to_string();
+    let output = child_command("transfer", &pair, &log, &coordinator, "none")
+        .env("GRACE_SECONDS", "0")
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("DecisionTooLate"), "{stderr}");
+    assert_consistent(&pair, false).await;
+    Ok(())
 }

@@ -90,9 +90,8 @@ impl Participant {
         if branch.is_some() && !database.backend().dialect().can_prepare() {
             return Err(Error::Configuration {
                 connection: database.name().to_owned(),
-                message: "SQLite cannot prepare a transaction, so it cannot take part in two-phase commit; \
-                          use PostgreSQL or MySQL/MariaDB for every database of a two-phase scope, or a \
-                          best-effort scope"
+                message: "SQLite cannot prepare a transaction: use PostgreSQL or MySQL/MariaDB for a branch you \
+                          prepare yourself (in a two-phase scope, SQLite takes part as the commit point site)"
                     .to_owned(),
                 source: None,
             });
