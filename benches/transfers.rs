@@ -1,13 +1,11 @@
-//! What a transfer between two databases costs, per strategy:
-//! - a best-effort nested scope against the same statements written by hand with two sqlx
-//!   transactions, on two SQLite files and on two PostgreSQL databases;
-//! - a two-phase scope against a best-effort scope, on PostgreSQL + MariaDB.
+//! What a transfer between two databases costs: a best-effort nested scope against the same
+//! statements written by hand with two sqlx transactions, on two SQLite files and on two
+//! PostgreSQL databases. Two-phase commit against best effort: `benches/strategies.rs`.
 //!
 //! `cargo bench --bench transfers`; results and ratios: docs/performance.md.
 
 mod common;
 
-use activerecord::two_phase::{Coordinator, CoordinatorConfig};
 use activerecord::{Backend, ConnectionManager, Error, Model};
 use common::ops::{self, Sql};
 use common::{Account, bank, runtime};
@@ -46,37 +44,9 @@ fn best_effort_against_sqlx(c: &mut Criterion) {
     group.finish();
 }
 
-fn two_phase_against_best_effort(c: &mut Criterion) {
-    let rt = runtime();
-    rt.block_on(async {
-        bank(Backend::Postgres, "strategy_pg", 1).await;
-        bank(Backend::MySql, "strategy_mariadb", 1).await;
-        let log = testkit::scratch_dir().join("bench-two-phase.db");
-        Coordinator::install(CoordinatorConfig::new("bench").log_in_file(log))
-            .await
-            .unwrap();
-    });
-    let mut group = c.benchmark_group("strategy_postgres_mariadb");
-    group.bench_function("best_effort", |b| {
-        b.to_async(&rt).iter(|| async {
-            ops::orm_transfer("strategy_pg", "strategy_mariadb", false)
-                .await
-                .unwrap()
-        })
-    });
-    group.bench_function("two_phase", |b| {
-        b.to_async(&rt).iter(|| async {
-            ops::orm_transfer("strategy_pg", "strategy_mariadb", true)
-                .await
-                .unwrap()
-        })
-    });
-    group.finish();
-}
-
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(40).measurement_time(std::time::Duration::from_secs(5));
-    targets = best_effort_against_sqlx, two_phase_against_best_effort
+    targets = best_effort_against_sqlx
 }
 criterion_main!(benches);
