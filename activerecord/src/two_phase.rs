@@ -223,6 +223,8 @@ struct DecisionLog {
     waiting: std::sync::Mutex<Vec<(Decision, oneshot::Sender<bool>)>>,
     /// Held by the unit writing a group.
     writing: tokio::sync::Mutex<()>,
+    /// How many groups were written (for the `tracing` debug event of each).
+    groups: std::sync::atomic::AtomicU64,
 }
 
 impl DecisionLog {
@@ -231,6 +233,7 @@ impl DecisionLog {
             database,
             waiting: std::sync::Mutex::new(Vec::new()),
             writing: tokio::sync::Mutex::new(()),
+            groups: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -253,6 +256,13 @@ impl DecisionLog {
                 let group = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
                 let decisions: Vec<Decision> = group.iter().map(|(d, _)| d.clone()).collect();
                 let written = crate::model::insert_all(&self.database, &decisions).await.is_ok();
+                let number = self.groups.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                tracing::debug!(
+                    group = number,
+                    decisions = decisions.len(),
+                    written,
+                    "two-phase decisions written in one group"
+                );
                 for (_, acknowledge) in group {
                     let _ = acknowledge.send(written);
                 }
@@ -1053,6 +1063,44 @@ mod tests {
             None,
             "a prefix of our name is not our name"
         );
+    }
+
+    /// Decisions that arrive while a write is under way wait for it, then go to the log together,
+    /// in one statement.
+    #[tokio::test]
+    async fn decisions_waiting_for_a_write_are_written_in_one_group() {
+        let path = std::env::temp_dir().join(format!("group-commit-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let database = Database::open("group_commit_test", &DatabaseConfig::new(url))
+            .await
+            .unwrap();
+        crate::migrate::run(&database).await.unwrap();
+        let log = Arc::new(DecisionLog::new(database.clone()));
+        let under_way = log.writing.lock().await;
+        let writes: Vec<_> = (0..8)
+            .map(|i| {
+                let log = log.clone();
+                let decision = Decision {
+                    gtrid: format!("ar-test-1-{i:08x}"),
+                    coordinator: "test".to_owned(),
+                    branches: Json(Vec::new()),
+                    decided_at: 1,
+                };
+                tokio::spawn(async move { log.write(decision).await })
+            })
+            .collect();
+        while log.waiting.lock().unwrap().len() < 8 {
+            tokio::task::yield_now().await;
+        }
+        drop(under_way);
+        for write in writes {
+            write.await.unwrap().unwrap();
+        }
+        assert_eq!(log.groups.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(Decision::query().count(&database).await.unwrap(), 8);
+        database.close().await;
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
