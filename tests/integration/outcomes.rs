@@ -669,10 +669,10 @@ async fn a_lost_answer_of_the_commit_point_site_is_resolved_from_its_marker(
 ) -> Result<()> {
     coordinator().await;
     let run = Run::new(first, second, "lost_site", true).await;
-    let armed = run
-        .one
-        .proxy
-        .arm(Trigger::contains("activerecord_markers"), Fault::DropAnswerAndClose);
+    let armed = run.one.proxy.arm(
+        Trigger::contains("INSERT INTO activerecord_markers"),
+        Fault::DropAnswerAndClose,
+    );
     let hooks = Hooks::default();
     transfer_in(
         ConnectionManager::using(&run.one.proxied).two_phase(),
@@ -719,10 +719,10 @@ async fn a_site_commit_that_never_reached_the_server_rolls_every_branch_back(
 ) -> Result<()> {
     coordinator().await;
     let run = Run::new(first, second, "cut_site", true).await;
-    let armed = run
-        .one
-        .proxy
-        .arm(Trigger::contains("activerecord_markers"), Fault::CutBeforeForwarding);
+    let armed = run.one.proxy.arm(
+        Trigger::contains("INSERT INTO activerecord_markers"),
+        Fault::CutBeforeForwarding,
+    );
     let hooks = Hooks::default();
     let err = transfer_in(
         ConnectionManager::using(&run.one.proxied).two_phase(),

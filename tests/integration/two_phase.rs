@@ -46,6 +46,7 @@ test_matrix!([postgres_and_mariadb], one_at_a_time(SERIAL) =>
 
 test_matrix!([postgres_and_mariadb, mariadb_and_postgres], one_at_a_time(SERIAL) =>
     prepares_and_phase_two_commits_run_concurrently,
+    a_crash_while_the_site_answer_is_lost_commits,
 );
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -801,5 +802,48 @@ async fn a_unit_too_old_to_decide_safely_rolls_back(first: Backend, second: Back
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("DecisionTooLate"), "{stderr}");
     assert_consistent(&pair, false).await;
+    Ok(())
+}
+
+/// The child process sends the commit point site's `COMMIT` (with the unit's marker) through a
+/// proxy that holds the answer, and is killed with SIGKILL while it waits: the site committed, so
+/// recovery in a fresh process finds its marker and commits the prepared branch.
+async fn a_crash_while_the_site_answer_is_lost_commits(first: Backend, second: Backend) -> Result<()> {
+    let mut pair = variant_pair(first, second, "tpc_site_lost", Variant::Site).await;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let coordinator = format!("sitelost{n}");
+    let log = testkit::scratch_dir()
+        .join(format!("{coordinator}.db"))
+        .display()
+        .to_string();
+    let direct = pair.urls[0].clone();
+    let proxy = testkit::Proxy::for_url(&direct).await;
+    let held = proxy.arm(
+        testkit::Trigger::contains("INSERT INTO activerecord_markers"),
+        testkit::Fault::HoldAnswer,
+    );
+    pair.urls[0] = proxy.url_for(&direct);
+    let mut transfer = child("transfer", &pair, &log, &coordinator, "none");
+    let committed_unanswered = async {
+        held.wait_fired().await;
+        // The server ran the whole batch; only its answer is held.
+        while Movement::count(&pair.dbs[0]).await.unwrap() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), committed_unanswered)
+        .await
+        .expect("the child sent the site's COMMIT, and the server ran it");
+    transfer.kill().unwrap(); // SIGKILL
+    transfer.wait().unwrap();
+    drop(proxy);
+    pair.urls[0] = direct;
+    assert_eq!(prepared_count(&pair.dbs[1]).await, 1, "the joined branch is in doubt");
+    let report = recover(&pair, &log, &coordinator, 3600);
+    assert!(
+        report.starts_with("committed=1 "),
+        "the site's marker decides at once: {report}"
+    );
+    assert_consistent(&pair, true).await;
     Ok(())
 }
