@@ -23,8 +23,7 @@ use crate::connection::background;
 use crate::error::{DatabaseOutcome, Error, PartialCommit, Result};
 use futures_util::future::BoxFuture;
 use std::future::Future;
-use std::panic::resume_unwind;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// One database's transaction as the unit of work sees it.
@@ -351,47 +350,28 @@ impl<B: Branch> UnitOfWork<B> {
         }
     }
 
-    /// [`commit`](Self::commit) in a background task: once the outermost scope returned `Ok`, the
-    /// final commits run to their end, their outcome is resolved and the right hooks and events
-    /// run, even if the caller stops waiting (a timeout, a `select!`). A caller that stopped
-    /// waiting is told of by one `tracing` event with the outcome.
+    /// [`commit`](Self::commit), finished even if the caller stops waiting: once the outermost
+    /// scope returned `Ok`, the final commits run to their end, their outcome is resolved and the
+    /// right hooks and events run, even if the caller drops this future (a timeout, a `select!`):
+    /// the rest then runs in a background task, and one `tracing` event gives the outcome. While
+    /// the caller waits, everything runs in its own task (no hop to another), outside its scopes,
+    /// as it would in the background.
     pub(crate) async fn commit_detached(self: &Arc<Self>) -> Result<()> {
-        /// Marks, when dropped before the end, that nobody waits for the outcome any more.
-        struct Waiting(Arc<AtomicBool>);
-        impl Drop for Waiting {
-            fn drop(&mut self) {
-                self.0.store(false, Ordering::SeqCst);
-            }
-        }
-        let waiting = Waiting(Arc::new(AtomicBool::new(true)));
-        let caller = waiting.0.clone();
         let unit = self.clone();
-        let task = background::spawn(async move {
-            let done = unit.commit().await;
-            if !caller.load(Ordering::SeqCst) {
-                let outcome = unit.outcome();
-                match &done {
-                    Ok(()) => {
-                        tracing::info!(unit = %unit.id, ?outcome, "a unit of work whose caller stopped waiting finished its final commits in the background")
-                    }
-                    Err(e) => {
-                        tracing::error!(unit = %unit.id, ?outcome, error = %e, "a unit of work whose caller stopped waiting finished its final commits in the background")
-                    }
+        let reported = self.clone();
+        let commit = async move { super::outside_every_scope(unit.commit()).await };
+        background::finish_even_if_dropped(commit, move |done| {
+            let outcome = reported.outcome();
+            match &done {
+                Ok(()) => {
+                    tracing::info!(unit = %reported.id, ?outcome, "a unit of work whose caller stopped waiting finished its final commits in the background")
+                }
+                Err(e) => {
+                    tracing::error!(unit = %reported.id, ?outcome, error = %e, "a unit of work whose caller stopped waiting finished its final commits in the background")
                 }
             }
-            done
-        });
-        let Some(task) = task else {
-            return self.commit().await;
-        };
-        let done = task.await;
-        drop(waiting);
-        match done {
-            Ok(done) => done,
-            Err(e) if e.is_panic() => resume_unwind(e.into_panic()),
-            // The runtime is shutting down, and this future with it.
-            Err(_) => std::future::pending().await,
-        }
+        })
+        .await
     }
 
     /// The outcome the unit ended with, once it ended.
