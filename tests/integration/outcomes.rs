@@ -204,6 +204,18 @@ impl Run {
         self.events.of_unit_begun_on(&self.one.proxied)
     }
 
+    /// Checks that no branch is left prepared on either side (`why` says which would be wrong).
+    async fn assert_nothing_prepared(&self, why: &str) {
+        assert_eq!(prepared_count(&self.one.direct).await, 0, "{why}");
+        assert_eq!(prepared_count(&self.two.direct).await, 0, "{why}");
+    }
+
+    /// [`finish`](Self::finish), once no branch is left prepared.
+    async fn finish_with_nothing_prepared(self) {
+        self.assert_nothing_prepared("a branch was left prepared").await;
+        self.finish().await;
+    }
+
     /// Checks that nothing is left open on either side, and stops observing.
     async fn finish(self) {
         ConnectionManager::unobserve(self.observer);
@@ -558,9 +570,7 @@ async fn a_two_phase_unit_dropped_after_its_decision_commits_and_runs_no_rollbac
     assert_eq!(ended, UnitOutcome::Committed, "finished in the background");
     assert_eq!(hooks.ran(), ["after commit"]);
     assert_eq!(run.rows().await, (1, 1));
-    assert_eq!(prepared_count(&run.one.direct).await, 0);
-    assert_eq!(prepared_count(&run.two.direct).await, 0);
-    run.finish().await;
+    run.finish_with_nothing_prepared().await;
     Ok(())
 }
 
@@ -595,12 +605,8 @@ async fn a_lost_prepare_answer_is_rolled_back_at_once(first: Backend, second: Ba
     );
     assert_eq!(hooks.ran(), ["after rollback"]);
     assert_eq!(run.rows().await, (0, 0));
-    assert_eq!(prepared_count(&run.one.direct).await, 0);
-    assert_eq!(
-        prepared_count(&run.two.direct).await,
-        0,
-        "the prepared branch was rolled back by its id"
-    );
+    run.assert_nothing_prepared("the prepared branch was rolled back by its id")
+        .await;
     // The accounts are free: the same transfer now commits.
     transfer_in(
         ConnectionManager::using(&run.one.proxied).two_phase(),
@@ -653,9 +659,7 @@ async fn a_lost_phase_two_answer_is_decided_and_recovery_finishes_it(first: Back
     let recovered = coordinator.recover_on(&[&run.one.proxied, &run.two.proxied]).await?;
     assert!(recovered.errors.is_empty(), "{recovered:?}");
     assert_eq!(run.rows().await, (1, 1));
-    assert_eq!(prepared_count(&run.one.direct).await, 0);
-    assert_eq!(prepared_count(&run.two.direct).await, 0);
-    run.finish().await;
+    run.finish_with_nothing_prepared().await;
     Ok(())
 }
 
@@ -704,9 +708,7 @@ async fn a_lost_answer_of_the_commit_point_site_is_resolved_from_its_marker(
         matches!(&events[unknown + 2], EventKind::DecisionDurable { site: Some(s), .. } if *s == site),
         "{events:?}"
     );
-    assert_eq!(prepared_count(&run.one.direct).await, 0);
-    assert_eq!(prepared_count(&run.two.direct).await, 0);
-    run.finish().await;
+    run.finish_with_nothing_prepared().await;
     Ok(())
 }
 
@@ -739,12 +741,8 @@ async fn a_site_commit_that_never_reached_the_server_rolls_every_branch_back(
     );
     assert_eq!(hooks.ran(), ["after rollback"]);
     assert_eq!(run.rows().await, (0, 0));
-    assert_eq!(prepared_count(&run.one.direct).await, 0);
-    assert_eq!(
-        prepared_count(&run.two.direct).await,
-        0,
-        "the prepared branch was rolled back at once"
-    );
+    run.assert_nothing_prepared("the prepared branch was rolled back at once")
+        .await;
     run.finish().await;
     Ok(())
 }
