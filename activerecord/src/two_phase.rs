@@ -15,14 +15,15 @@
 //! other back ("presumed abort") only once it is older than the grace period, so that a
 //! transaction still in flight in another process is never touched; a unit that reaches its
 //! decision after half that period is rolled back instead. Recovery only touches branches whose id
-//! names this coordinator, and is safe to run twice or from two processes. SQLite, which cannot
-//! prepare, takes part only as the site.
+//! names this coordinator, and is safe to run twice or from two processes. The site is always the
+//! outermost scope's database, so that every other branch can name it in its qualifier when it
+//! begins; SQLite, which cannot prepare, writes only as the site.
 //!
 //! The DB-API style of the Python guide is here too: [`Database::tpc_begin`] and the
 //! [`TpcTransaction`] it returns.
 
 use crate::ActiveRecord;
-use crate::backend::{PreparedListing, validate_id};
+use crate::backend::{PreparedListing, site_hash, validate_id};
 use crate::connection::{Database, DatabaseConfig, UnitTag};
 use crate::context::context;
 use crate::error::DatabaseOutcome;
@@ -362,6 +363,10 @@ impl Coordinator {
             commit.rollback_each(&writers).await;
             return Settled::RolledBack(failure.cause);
         }
+        if let Some(refused) = Self::cannot_take_part(branches, &writers) {
+            commit.rollback_each(&writers).await;
+            return Settled::RolledBack(refused);
+        }
         if writers.len() < 2 {
             // One database wrote: nothing to agree with, so it commits in one phase.
             return commit_in_turn(commit, &writers).await;
@@ -402,16 +407,26 @@ impl Coordinator {
         Settled::Committed
     }
 
-    /// The writer whose one-phase commit is the decision: the one that cannot prepare (there is
-    /// at most one), else the first whose commit carries the unit's marker, unless this
-    /// coordinator decides in its log. `None`: the decision goes to the log.
+    /// The writer whose one-phase commit is the decision: the outermost database (the one every
+    /// other branch's qualifier names), when it wrote and either cannot prepare or commits with
+    /// the unit's marker and this coordinator allows a site. `None`: the decision goes to the log.
     fn commit_point_site(&self, branches: &[Arc<Participant>], writers: &[usize]) -> Option<usize> {
-        let cannot_prepare = writers.iter().copied().find(|&i| !branches[i].is_branch());
-        cannot_prepare.or_else(|| {
-            self.inner
-                .commit_point_site
-                .then(|| writers.iter().copied().find(|&i| branches[i].commits_with_marker()))
-                .flatten()
+        let root = branches.first()?;
+        let suits = !root.is_branch() || (self.inner.commit_point_site && root.commits_with_marker());
+        (writers.first() == Some(&0) && suits).then_some(0)
+    }
+
+    /// A database that cannot prepare and wrote, other than the outermost one: it cannot be the
+    /// site, which every branch named when it began.
+    fn cannot_take_part(branches: &[Arc<Participant>], writers: &[usize]) -> Option<Error> {
+        let joined = writers.iter().find(|&&i| i > 0 && !branches[i].is_branch())?;
+        Some(Error::Configuration {
+            connection: branches[*joined].name().to_owned(),
+            message: "SQLite cannot prepare a transaction, so in a two-phase unit it can write only as the outermost \
+                      scope's database (the commit point site); here it joined a unit that began on another database: \
+                      open the two-phase scope on it, or only read it here"
+                .to_owned(),
+            source: None,
         })
     }
 
@@ -502,9 +517,10 @@ impl Coordinator {
         self.recover_on(&crate::connection::ConnectionManager::names()).await
     }
 
-    /// [`recover`](Self::recover), on the named connections only (say, the databases of one
-    /// service among several configured in the process). A decision naming a connection outside
-    /// the list is kept for a run that scans it.
+    /// [`recover`](Self::recover), listing the prepared branches of the named connections only
+    /// (say, the databases of one service among several configured in the process). A decision
+    /// naming a connection outside the list is kept for a run that scans it. A branch's commit
+    /// point site is looked up among every configured connection, listed or not.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {
@@ -527,7 +543,7 @@ impl Coordinator {
         let decided = |gtrid: &str| decisions.iter().any(|d| d.gtrid == gtrid);
         // Per unit without a logged decision: whether its commit point site committed, `None`
         // when that could not be found out.
-        let mut site_committed: HashMap<String, Option<bool>> = HashMap::new();
+        let mut sites: HashMap<String, Option<bool>> = HashMap::new();
         // Connections whose scan failed: decisions naming them must be kept.
         let mut scanned = Vec::new();
         let mut still_prepared = Vec::new();
@@ -556,14 +572,16 @@ impl Coordinator {
                 let how = if decided(&branch.gtrid) {
                     Finish::Commit
                 } else {
-                    let committed = match site_committed.get(&branch.gtrid) {
+                    let site = BranchId::site_of(&branch.bqual);
+                    let committed = match sites.get(&branch.gtrid) {
                         Some(committed) => *committed,
+                        None if site.is_none() => Some(false),
                         None => {
-                            let committed = match site_committed_on(connections, &branch.gtrid).await {
+                            let committed = match site_committed(site, &branch.gtrid).await {
                                 Ok(committed) => Some(committed),
-                                Err((connection, error)) => {
+                                Err(error) => {
                                     report.errors.push(RecoveryError {
-                                        connection,
+                                        connection: name.clone(),
                                         branch: Some(label.clone()),
                                         action: RecoveryAction::LookUpSite,
                                         error,
@@ -571,7 +589,7 @@ impl Coordinator {
                                     None
                                 }
                             };
-                            site_committed.insert(branch.gtrid.clone(), committed);
+                            sites.insert(branch.gtrid.clone(), committed);
                             committed
                         }
                     };
@@ -671,20 +689,34 @@ impl Coordinator {
     }
 }
 
-/// Whether the commit point site of unit `gtrid` committed: its marker is on one of `connections`.
-/// A connection without the marker table cannot be a site; one that cannot be asked is the error,
-/// unless the marker is found elsewhere.
-async fn site_committed_on(connections: &[impl AsRef<str>], gtrid: &str) -> Result<bool, (String, Error)> {
+/// Whether the commit point site of unit `gtrid` committed: its marker is on the configured
+/// connection whose name hashes to `site` (the branch's qualifier carries it). A connection without
+/// the marker table cannot be the site; when no configured connection has the site's name, or
+/// one that has it cannot be asked, that is the error, and the branch stays prepared.
+async fn site_committed(site: Option<u32>, gtrid: &str) -> Result<bool> {
+    let candidates: Vec<String> = crate::connection::ConnectionManager::names()
+        .into_iter()
+        .filter(|name| Some(site_hash(name)) == site)
+        .collect();
+    if candidates.is_empty() {
+        return Err(Error::Configuration {
+            connection: format!("the commit point site of {gtrid}"),
+            message:
+                "no configured connection has the name of this unit's commit point site (its outermost database): \
+                      configure that database under the name it had in the process that ran the unit, then recover \
+                      again"
+                    .to_owned(),
+            source: None,
+        });
+    }
     let mut failure = None;
-    for name in connections.iter().map(AsRef::as_ref) {
-        let Ok(database) = crate::connection::ConnectionManager::get(name) else {
-            continue;
-        };
+    for name in candidates {
+        let database = crate::connection::ConnectionManager::get(&name)?;
         match marker_exists(&database, gtrid).await {
             Ok(true) => return Ok(true),
             Ok(false) | Err(Error::Schema { .. }) => {}
             Err(error) => {
-                failure.get_or_insert((name.to_owned(), error));
+                failure.get_or_insert(error);
             }
         }
     }
@@ -890,8 +922,8 @@ impl Using {
     /// Opens the scope in two-phase mode: at its end the databases that only read commit first,
     /// every other database but the commit point site is prepared, the decision is made durable
     /// by the installed [`Coordinator`] (the site's commit, or a row in its log), then each
-    /// prepared branch commits. PostgreSQL and MySQL/MariaDB can be prepared; one SQLite database
-    /// can take part as the site. Applies to an outermost scope; nested scopes join it as usual.
+    /// prepared branch commits. PostgreSQL and MySQL/MariaDB can be prepared; a SQLite database
+    /// writes as the site when the scope opens on it. Applies to an outermost scope; nested scopes join it as usual.
     pub fn two_phase(mut self) -> Self {
         self.options.protocol = Some(Arc::new(TwoPhaseChoice));
         self
@@ -909,7 +941,7 @@ impl ChooseProtocol for TwoPhaseChoice {
         Ok(Box::new(TwoPhase {
             coordinator,
             gtrid,
-            cannot_prepare: std::sync::Mutex::new(None),
+            site: std::sync::Mutex::new(None),
         }))
     }
 }
@@ -919,8 +951,9 @@ impl ChooseProtocol for TwoPhaseChoice {
 struct TwoPhase {
     coordinator: Coordinator,
     gtrid: String,
-    /// The database of the unit that cannot prepare, if one joined: it must be the site.
-    cannot_prepare: std::sync::Mutex<Option<String>>,
+    /// The hash of the outermost database's connection name, when it may be the commit point
+    /// site: every other branch's qualifier carries it.
+    site: std::sync::Mutex<Option<u32>>,
 }
 
 impl CommitProtocol<Participant> for TwoPhase {
@@ -929,34 +962,28 @@ impl CommitProtocol<Participant> for TwoPhase {
     }
 
     fn branch_id(&self, index: usize, joining: Joining<'_>) -> Result<Option<BranchId>> {
-        if joining.can_prepare {
-            return Ok(Some(BranchId::new(&self.gtrid, index)));
+        let mut site = self.site.lock().unwrap_or_else(PoisonError::into_inner);
+        if index == 0 {
+            if !joining.can_prepare && !joining.has_markers {
+                return Err(Error::Configuration {
+                    connection: joining.name.to_owned(),
+                    message:
+                        "SQLite cannot prepare a transaction: it takes part in a two-phase unit as its commit point \
+                              site, whose commit carries the unit's marker, and this database has no marker table; run \
+                              activerecord::migrate::run on this connection at start-up"
+                            .to_owned(),
+                    source: None,
+                });
+            }
+            let may_be_site = !joining.can_prepare || (self.coordinator.inner.commit_point_site && joining.has_markers);
+            *site = may_be_site.then(|| site_hash(joining.name));
         }
-        let refuse = |message: String| {
-            Err(Error::Configuration {
-                connection: joining.name.to_owned(),
-                message,
-                source: None,
-            })
-        };
-        if !joining.has_markers {
-            return refuse(
-                "SQLite cannot prepare a transaction: it takes part in a two-phase unit as its commit point site, whose \
-                 commit carries the unit's marker, and this database has no marker table; run activerecord::migrate::run \
-                 on this connection at start-up"
-                    .to_owned(),
-            );
+        if !joining.can_prepare {
+            // A joined one may only read (it commits first); one that wrote is refused at the end.
+            return Ok(None);
         }
-        let mut cannot_prepare = self.cannot_prepare.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(site) = cannot_prepare.as_deref() {
-            return refuse(format!(
-                "SQLite cannot prepare a transaction, and a two-phase unit can have only one database that cannot: \
-                 `{site}` is already its commit point site; use PostgreSQL or MySQL/MariaDB for the others, or a \
-                 best-effort scope"
-            ));
-        }
-        *cannot_prepare = Some(joining.name.to_owned());
-        Ok(None)
+        let hint = if index == 0 { None } else { *site };
+        Ok(Some(BranchId::new(&self.gtrid, index).with_site(hint)))
     }
 
     fn commit<'a>(&'a self, commit: &'a Commit<'a, Participant>) -> BoxFuture<'a, Settled> {
@@ -1044,10 +1071,7 @@ mod tests {
         let gtrid = new_gtrid("a_coordinator_name_24chr");
         assert!(gtrid.len() <= 64, "{gtrid}");
         assert!(validate_id(&gtrid).is_ok());
-        let branch = BranchId {
-            gtrid: gtrid.clone(),
-            branch: 1,
-        };
+        let branch = BranchId::new(&gtrid, 1).with_site(Some(u32::MAX));
         assert!(branch.postgres_gid().len() < 200);
         let age = SystemTime::now()
             .duration_since(created_at("a_coordinator_name_24chr", &gtrid).unwrap())
@@ -1101,6 +1125,28 @@ mod tests {
         assert_eq!(Decision::query().count(&database).await.unwrap(), 8);
         database.close().await;
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A branch names its site by a hash of the site's connection name that every process and
+    /// version computes alike, inside a qualifier that recovery splits back out.
+    #[test]
+    fn branches_name_their_site_the_same_way_everywhere() {
+        assert_eq!(site_hash(""), 0x811c_9dc5, "FNV-1a's offset basis");
+        assert_eq!(site_hash("a"), 0xe40c_292c, "FNV-1a of \"a\"");
+        let branch = BranchId::new("ar-app-1-00000000", 2).with_site(Some(site_hash("bank_sqlite")));
+        let bqual = branch.bqual();
+        assert!(
+            validate_id(&branch.postgres_gid()).is_ok() && bqual.len() <= 64,
+            "{bqual}"
+        );
+        assert_eq!(BranchId::site_of(&bqual), Some(site_hash("bank_sqlite")));
+        assert_eq!(BranchId::site_of("2"), None, "a branch of a unit without a site");
+        let (gtrid, parsed) = branch
+            .postgres_gid()
+            .rsplit_once('-')
+            .map(|(g, b)| (g.to_owned(), b.to_owned()))
+            .unwrap();
+        assert_eq!((gtrid.as_str(), parsed.as_str()), ("ar-app-1-00000000", bqual.as_str()));
     }
 
     #[test]

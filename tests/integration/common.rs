@@ -73,6 +73,7 @@ macro_rules! combination {
     (mariadb_and_postgres, $f:path) => { $f(activerecord::Backend::MySql, activerecord::Backend::Postgres) };
     (postgres_and_sqlite, $f:path) => { $f(activerecord::Backend::Postgres, activerecord::Backend::Sqlite) };
     (sqlite_and_mariadb, $f:path) => { $f(activerecord::Backend::Sqlite, activerecord::Backend::MySql) };
+    (sqlite_and_postgres, $f:path) => { $f(activerecord::Backend::Sqlite, activerecord::Backend::Postgres) };
     ($unknown:ident, $f:path) => {
         compile_error!(concat!(
             "unknown backend combination `",

@@ -32,10 +32,15 @@ test_matrix!(
 );
 
 test_matrix!(
-    [postgres_and_mariadb, postgres_and_postgres, mariadb_and_postgres, postgres_and_sqlite], one_at_a_time(SERIAL) =>
+    [postgres_and_mariadb, postgres_and_postgres, mariadb_and_postgres, sqlite_and_postgres], one_at_a_time(SERIAL) =>
     the_commit_point_site_decides_without_a_log_row,
     a_crash_before_the_site_commits_rolls_back,
     a_crash_after_the_site_commits_commits,
+);
+
+test_matrix!(
+    [postgres_and_mariadb, postgres_and_postgres, mariadb_and_postgres, sqlite_and_postgres, postgres_and_sqlite],
+    one_at_a_time(SERIAL) =>
     a_read_only_participant_commits_first_and_is_never_prepared,
 );
 
@@ -452,7 +457,7 @@ async fn markers_of(db: &Database, unit: &str) -> i64 {
 }
 
 /// With the marker tables in place, a two-phase transfer prepares only the joined database (the
-/// root, or the one that cannot prepare, is the commit point site): the site's commit carries the
+/// root is the commit point site): the site's commit carries the
 /// unit's marker and is the decision, and the log gets no row.
 async fn the_commit_point_site_decides_without_a_log_row(first: Backend, second: Backend) -> Result<()> {
     coordinator().await;
@@ -468,11 +473,8 @@ async fn the_commit_point_site_decides_without_a_log_row(first: Backend, second:
         .await?;
     ConnectionManager::unobserve(observer);
     assert_consistent(&pair, true).await;
-    // SQLite cannot prepare, so it is the site; otherwise the root is.
-    let (site, prepared) = match second {
-        Backend::Sqlite => (1, 0),
-        _ => (0, 1),
-    };
+    // The outermost database is the site (SQLite, which cannot prepare, can only be that one).
+    let (site, prepared) = (0, 1);
     assert!(
         unit.as_str().starts_with("ar-suite-"),
         "the unit id is the global transaction id: {unit}"
@@ -594,84 +596,71 @@ async fn sixteen_concurrent_transfers_share_the_decision_log(first: Backend, sec
     Ok(())
 }
 
-/// SQLite cannot prepare: it takes part in a two-phase unit only as its commit point site, which
-/// needs its marker table (refused at the start without it), and a unit can have one such
-/// database. Alone, it commits in one phase.
+/// SQLite cannot prepare: in a two-phase unit it writes only as the outermost database, the commit
+/// point site, which needs its marker table (refused at the start without it). Joined to a unit
+/// that began elsewhere it may read; if it writes there, the unit is refused at its end and
+/// nothing commits. Alone, it commits in one phase.
 #[tokio::test]
-async fn sqlite_takes_part_as_the_commit_point_site_only() {
+async fn sqlite_writes_in_a_two_phase_unit_only_as_its_commit_point_site() {
     coordinator().await;
     let (db, ids) = bank(Backend::Sqlite, "tpc_sqlite", &["ann"]).await;
     let (pg, _) = bank(Backend::Postgres, "tpc_sqlite_pg", &["bob"]).await;
-    let alone = || async {
-        ConnectionManager::using("tpc_sqlite")
-            .two_phase()
-            .transaction(async |tx| Movement::record(tx, ids[0], 1).await.map(drop))
-            .await
-    };
-    let joined = || async {
-        ConnectionManager::using("tpc_sqlite_pg")
+    let (other, _) = bank(Backend::Sqlite, "tpc_sqlite_other", &["cat"]).await;
+    let nested = |outer: &'static str, inner: &'static str| async move {
+        ConnectionManager::using(outer)
             .two_phase()
             .transaction(async |tx| {
                 Movement::record(tx, 1, 1).await?;
-                ConnectionManager::using("tpc_sqlite")
+                ConnectionManager::using(inner)
                     .transaction(async |tx| Movement::record(tx, 1, 1).await.map(drop))
                     .await
             })
             .await
     };
-    // Without its marker table it cannot be the site: refused when it begins or joins.
-    for refused in [alone().await, joined().await] {
-        match refused.unwrap_err() {
-            Error::Configuration {
-                connection, message, ..
-            } => {
-                assert_eq!(connection, "tpc_sqlite");
-                assert!(message.contains("migrate::run"), "{message}");
-            }
-            other => panic!("expected a configuration error, got {other:?}"),
-        }
-    }
-    assert_eq!(
-        Movement::count(&pg).await.unwrap() + Movement::count(&db).await.unwrap(),
-        0
-    );
-
-    // With it, SQLite alone commits in one phase, and joined it is the site.
-    activerecord::migrate::run(&db).await.unwrap();
-    alone().await.unwrap();
-    joined().await.unwrap();
-    assert_eq!(Movement::count(&pg).await.unwrap(), 1);
-    assert_eq!(Movement::count(&db).await.unwrap(), 2);
-    assert_eq!(prepared_count(&pg).await, 0);
-
-    // A second database that cannot prepare is refused when it joins.
-    let (other, _) = bank(Backend::Sqlite, "tpc_sqlite_other", &["cat"]).await;
-    activerecord::migrate::run(&other).await.unwrap();
-    let err = ConnectionManager::using("tpc_sqlite")
-        .two_phase()
-        .transaction(async |tx| {
-            Movement::record(tx, 1, 1).await?;
-            ConnectionManager::using("tpc_sqlite_other")
-                .transaction(async |tx| Movement::record(tx, 1, 1).await.map(drop))
-                .await
-        })
-        .await
-        .unwrap_err();
-    match &err {
+    let refused = |result: Result<()>, connection: &str, says: &str| match result.unwrap_err() {
         Error::Configuration {
-            connection, message, ..
+            connection: c, message, ..
         } => {
-            assert_eq!(connection, "tpc_sqlite_other");
-            assert!(message.contains("only one database that cannot"), "{message}");
+            assert_eq!(c, connection);
+            assert!(message.contains(says), "{message}");
         }
         other => panic!("expected a configuration error, got {other:?}"),
-    }
-    assert_eq!(
-        Movement::count(&db).await.unwrap(),
-        2,
-        "nothing of the refused unit committed"
+    };
+    let counts = async || {
+        (
+            Movement::count(&db).await.unwrap(),
+            Movement::count(&pg).await.unwrap(),
+            Movement::count(&other).await.unwrap(),
+        )
+    };
+    // Without its marker table it cannot be the site: refused when it begins.
+    refused(
+        nested("tpc_sqlite", "tpc_sqlite_pg").await,
+        "tpc_sqlite",
+        "migrate::run",
     );
-    assert_eq!(Movement::count(&other).await.unwrap(), 0);
+    // Joined to a unit that began on PostgreSQL, it cannot be the site: refused at the end.
+    refused(nested("tpc_sqlite_pg", "tpc_sqlite").await, "tpc_sqlite", "outermost");
+    assert_eq!(counts().await, (0, 0, 0), "nothing of the refused units committed");
+
+    // With its marker table, SQLite alone commits in one phase, and as the root it is the site.
+    activerecord::migrate::run(&db).await.unwrap();
+    ConnectionManager::using("tpc_sqlite")
+        .two_phase()
+        .transaction(async |tx| Movement::record(tx, ids[0], 1).await.map(drop))
+        .await
+        .unwrap();
+    nested("tpc_sqlite", "tpc_sqlite_pg").await.unwrap();
+    assert_eq!(counts().await, (2, 1, 0));
+    assert_eq!(prepared_count(&pg).await, 0);
+
+    // A second SQLite database that writes in the unit cannot be: refused at the end.
+    refused(
+        nested("tpc_sqlite", "tpc_sqlite_other").await,
+        "tpc_sqlite_other",
+        "outermost",
+    );
+    assert_eq!(counts().await, (2, 1, 0), "nothing of the refused unit committed");
 }
 
 #[tokio::test]

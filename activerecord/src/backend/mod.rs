@@ -99,11 +99,14 @@ impl Isolation {
 }
 
 /// The id of one branch (one database's transaction) of a global transaction: the global id
-/// (checked by its maker to be a safe SQL literal) and the branch number.
+/// (checked by its maker to be a safe SQL literal), the branch number and, when the unit's
+/// outermost database may be its commit point site, a hash of that database's connection name
+/// (see [`site_hash`]), so that recovery finds the site from the branch alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BranchId {
     pub(crate) gtrid: String,
     pub(crate) branch: usize,
+    pub(crate) site: Option<u32>,
 }
 
 impl BranchId {
@@ -112,18 +115,47 @@ impl BranchId {
         BranchId {
             gtrid: gtrid.to_owned(),
             branch,
+            site: None,
         }
+    }
+
+    /// The same branch, naming the commit point site whose connection name hashes to `site`.
+    pub(crate) fn with_site(mut self, site: Option<u32>) -> BranchId {
+        self.site = site;
+        self
+    }
+
+    /// The branch qualifier: `<number>` or `<number>_<site hash, 8 hex digits>`.
+    pub(crate) fn bqual(&self) -> String {
+        match self.site {
+            Some(site) => format!("{}_{site:08x}", self.branch),
+            None => self.branch.to_string(),
+        }
+    }
+
+    /// The site hash a branch qualifier carries, if any.
+    pub(crate) fn site_of(bqual: &str) -> Option<u32> {
+        let (_, site) = bqual.split_once('_')?;
+        u32::from_str_radix(site, 16).ok()
     }
 
     /// The PostgreSQL gid (one per branch, unique in the cluster).
     pub(crate) fn postgres_gid(&self) -> String {
-        format!("{}-{}", self.gtrid, self.branch)
+        format!("{}-{}", self.gtrid, self.bqual())
     }
 
     /// The XA xid literal: `'gtrid','bqual'`.
     pub(crate) fn xa_xid(&self) -> String {
-        format!("'{}','{}'", self.gtrid, self.branch)
+        format!("'{}','{}'", self.gtrid, self.bqual())
     }
+}
+
+/// A stable 32-bit hash (FNV-1a) of a connection name, the same in every process and version:
+/// how a branch names its unit's commit point site in 8 characters.
+pub(crate) fn site_hash(connection: &str) -> u32 {
+    connection.bytes().fold(0x811c_9dc5, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// How a transaction ends.

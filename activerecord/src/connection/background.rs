@@ -57,9 +57,19 @@ impl<T: Send + 'static> Future for FinishEvenIfDropped<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let task = self.task.as_mut().expect("polled after its end");
-        let output = std::task::ready!(task.as_mut().poll(cx));
-        self.task = None;
-        Poll::Ready(output)
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.as_mut().poll(cx)));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => {
+                self.task = None;
+                Poll::Ready(output)
+            }
+            // A task that panicked cannot be polled again: it is not handed on.
+            Err(panic) => {
+                self.task = None;
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 }
 

@@ -291,12 +291,12 @@ impl Participant {
             return DatabaseOutcome::Committed;
         }
         let Some(session) = self.resolvable_session() else {
-            tracing::warn!(
-                unit = %unit,
-                connection = self.name(),
-                "the outcome of a lost COMMIT answer cannot be found out: the transaction left no commit marker \
-                 (run activerecord::migrate::run on this connection to create the marker table)"
-            );
+            let why = if self.marked.load(Ordering::SeqCst) {
+                "its server session cannot be ended from another connection (SQLite), so the marker cannot be trusted yet"
+            } else {
+                "the transaction left no commit marker (run activerecord::migrate::run on this connection to create the marker table)"
+            };
+            tracing::warn!(unit = %unit, connection = self.name(), "the outcome of a lost COMMIT answer cannot be found out: {why}");
             return DatabaseOutcome::Unknown;
         };
         outcome_from_marker(self.database(), session, unit.as_str()).await
@@ -310,11 +310,10 @@ impl Participant {
             return Err(lost);
         };
         let database = self.database();
-        let finish =
-            database
-                .backend()
-                .dialect()
-                .finish_prepared(Finish::Rollback, &branch.gtrid, &branch.branch.to_string());
+        let finish = database
+            .backend()
+            .dialect()
+            .finish_prepared(Finish::Rollback, &branch.gtrid, &branch.bqual());
         tokio::time::timeout(RESOLVE_WITHIN, async {
             database.fence(session).await?;
             database.finish_prepared_elsewhere(finish).await
