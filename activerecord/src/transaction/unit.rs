@@ -143,9 +143,9 @@ struct State<B> {
     branches: Vec<Arc<B>>,
     /// During the final commits: the databases committed so far.
     committed: Vec<String>,
-    /// During the final commits: the database whose `COMMIT` is on its way, or whose answer was
-    /// lost: it may have committed.
-    unanswered: Option<String>,
+    /// During the final commits: the databases whose `COMMIT` is on its way (several at once in
+    /// a concurrent phase), or whose answer was lost: they may have committed.
+    unanswered: Vec<String>,
     /// During the final commits: a two-phase decision to commit is on its way to the log (it may
     /// be durable).
     deciding: bool,
@@ -188,7 +188,7 @@ impl<B: Branch> UnitOfWork<B> {
                 phase: Phase::Open,
                 branches: Vec::new(),
                 committed: Vec::new(),
-                unanswered: None,
+                unanswered: Vec::new(),
                 deciding: false,
                 decided: false,
                 hooks: Vec::new(),
@@ -458,7 +458,7 @@ impl<B: Branch> Drop for UnitOfWork<B> {
                 );
                 UnitOutcome::Mixed
             }
-            Phase::Committing if state.deciding || state.unanswered.is_some() => {
+            Phase::Committing if state.deciding || !state.unanswered.is_empty() => {
                 tracing::error!(
                     unit = %self.id,
                     committed = ?state.committed,
@@ -468,7 +468,13 @@ impl<B: Branch> Drop for UnitOfWork<B> {
                 );
                 UnitOutcome::Unknown
             }
-            Phase::Committing if !state.committed.is_empty() => {
+            // Databases that only read committed nothing that a rollback elsewhere contradicts.
+            Phase::Committing
+                if state
+                    .branches
+                    .iter()
+                    .any(|b| b.wrote() && state.committed.iter().any(|c| c == b.name())) =>
+            {
                 tracing::error!(
                     unit = %self.id,
                     committed = ?state.committed,
@@ -553,7 +559,7 @@ impl<B: Branch> Commit<'_, B> {
     pub(crate) async fn commit_one(&self, index: usize) -> Result<(), CommitFailure> {
         let branch = &self.branches[index];
         let connection = branch.name().to_owned();
-        self.unit.lock().unanswered = Some(connection.clone());
+        self.unit.lock().unanswered.push(connection.clone());
         let answer = branch.commit(&self.unit.id).await;
         let decided = self.unit.lock().decided;
         let outcome = match &answer {
@@ -574,7 +580,7 @@ impl<B: Branch> Commit<'_, B> {
             }
             // A lost answer stays unanswered: a unit dropped from now on must not claim a rollback.
             if outcome != DatabaseOutcome::Unknown {
-                state.unanswered = None;
+                state.unanswered.retain(|c| *c != connection);
             }
         }
         match outcome {
