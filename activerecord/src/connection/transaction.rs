@@ -26,6 +26,9 @@ pub(crate) struct OpenTransaction {
     database: Database,
     /// The connection, while the transaction is open.
     slot: tokio::sync::Mutex<Option<TxConnection>>,
+    /// The connection once its transaction committed, kept until this handle is dropped: see
+    /// [`keep_until_dropped`](Self::keep_until_dropped).
+    committed: std::sync::Mutex<Option<TxConnection>>,
     /// Set when a statement failed on PostgreSQL, which then refuses every statement until a
     /// rollback, and answers COMMIT (and PREPARE TRANSACTION) by rolling back.
     aborted: AtomicBool,
@@ -76,6 +79,7 @@ impl OpenTransaction {
         let tx = OpenTransaction {
             database,
             slot: tokio::sync::Mutex::new(Some(conn)),
+            committed: std::sync::Mutex::new(None),
             aborted: AtomicBool::new(false),
             wrote: AtomicBool::new(false),
             rolled_back_by_server: AtomicBool::new(false),
@@ -168,6 +172,14 @@ impl OpenTransaction {
     /// one at a time.
     pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, Option<TxConnection>> {
         self.slot.lock().await
+    }
+
+    /// Keeps `conn`, whose transaction committed, until this handle is dropped (at the end of its
+    /// unit of work) rather than giving it back to the pool at once: sqlx checks a connection it
+    /// gets back with a round trip of its own, which would otherwise run while the unit's next
+    /// database commits, and slow that commit down (by 3% to 4% of a two-database transfer here).
+    pub(crate) fn keep_until_dropped(&self, conn: TxConnection) {
+        *self.committed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn);
     }
 
     /// Whether the transaction may still be open (true while a statement runs on it).

@@ -253,6 +253,9 @@ impl Participant {
         // statement has reached the server.
         self.tx.unit().cancel_settled().await;
         conn.mark_finished();
+        if how == Finish::Commit {
+            self.tx.keep_until_dropped(conn);
+        }
         Ok(())
     }
 
