@@ -645,6 +645,17 @@ pub enum TwoPhaseError {
         /// The coordinator's grace period.
         grace_period: std::time::Duration,
     },
+    /// A recovery run found the unit's prepared branches older than its grace period, with no
+    /// marker at the commit point site, and rolled them back before the site's commit arrived;
+    /// its claim at the site then refused that commit. Nothing committed.
+    #[error(
+        "the two-phase unit {gtrid} was rolled back by a recovery run that took it for abandoned before its commit point site committed: \
+         nothing committed; every process that recovers these databases must use a grace period longer than the longest unit"
+    )]
+    RolledBackByRecovery {
+        /// The unit's global transaction id.
+        gtrid: String,
+    },
 }
 
 /// sqlx's message, with the hint for a half-applied migration naming our migrations table (sqlx's

@@ -32,7 +32,7 @@
 //! activerecord::migrate::run(&db).await?;
 //! activerecord::migrate::run(&db).await?; // the second run has nothing to do
 //! let applied: Vec<i64> = fetch_column(&db, "SELECT version FROM activerecord_migrations").await?;
-//! assert_eq!(applied, [1, 2, 3]);
+//! assert_eq!(applied, [1, 2, 3, 4]);
 //! # Ok(()) }
 //! ```
 
@@ -193,14 +193,17 @@ async fn unlock_mysql(conn: &mut sqlx::MySqlConnection) -> Result<(), MigrateErr
 }
 
 /// Whether a SQLite migration failed because another process migrated the same file at the same
-/// time: the database was busy, or the migration's row was written by the other process first.
-/// The failed migration's transaction rolled back, so starting over is safe.
+/// time: the database was busy, the migration's row was written by the other process first, or
+/// the column it adds was added by the other process first. The failed migration's transaction
+/// rolled back, so starting over is safe.
 fn lost_race(error: &MigrateError) -> bool {
     let (MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _)) = error else {
         return false;
     };
     e.as_database_error().is_some_and(|db| {
-        db.kind() == sqlx::error::ErrorKind::UniqueViolation || matches!(db.code().as_deref(), Some("5" | "6" | "517"))
+        db.kind() == sqlx::error::ErrorKind::UniqueViolation
+            || matches!(db.code().as_deref(), Some("5" | "6" | "517"))
+            || db.message().starts_with("duplicate column name")
     })
 }
 

@@ -27,14 +27,14 @@ use crate::backend::{PreparedListing, site_hash, validate_id};
 use crate::connection::{Database, DatabaseConfig, UnitTag};
 use crate::context::context;
 use crate::error::DatabaseOutcome;
-use crate::error::{Error, Result, TwoPhaseError};
+use crate::error::{ConstraintKind, Error, Result, TwoPhaseError};
 use crate::executor::{Resolve, Target};
 use crate::model::Model;
 use crate::query::col;
 use crate::transaction::Using;
 use crate::transaction::{
     Branch, BranchId, ChooseProtocol, Commit, CommitProtocol, Finish, Joining, Participant, ScopeOptions, Settled,
-    UnitId, commit_in_turn, marker_exists, now_ms,
+    UnitId, abort_claimed, claim_abort, commit_in_turn, marker_exists, now_ms,
 };
 use crate::value::Json;
 use futures_util::future::BoxFuture;
@@ -458,7 +458,20 @@ impl Coordinator {
         };
         if failure.outcome == DatabaseOutcome::RolledBack {
             commit.rollback_each(prepared).await;
-            return Err(Settled::RolledBack(failure.cause));
+            let cause = match failure.cause {
+                // The site's marker met recovery's abort claim under the same id.
+                cause @ Error::ConstraintViolation {
+                    kind: ConstraintKind::Unique,
+                    ..
+                } => match abort_claimed(commit.branches()[site].database(), gtrid).await {
+                    Ok(true) => Error::TwoPhase(TwoPhaseError::RolledBackByRecovery {
+                        gtrid: gtrid.to_owned(),
+                    }),
+                    _ => cause,
+                },
+                cause => cause,
+            };
+            return Err(Settled::RolledBack(cause));
         }
         let report = commit.in_doubt_report(Some(site), failure.cause);
         tracing::error!(gtrid, unit = %report.unit, outcomes = ?report.outcomes, "outcome unknown: the commit point site's COMMIT was sent and no answer came; recovery settles the prepared branches by its marker");
@@ -577,7 +590,7 @@ impl Coordinator {
                         Some(committed) => *committed,
                         None if site.is_none() => Some(false),
                         None => {
-                            let committed = match site_committed(site, &branch.gtrid).await {
+                            let committed = match site_committed(site, &branch.gtrid, SiteQuestion::Lookup).await {
                                 Ok(committed) => Some(committed),
                                 Err(error) => {
                                     report.errors.push(RecoveryError {
@@ -598,6 +611,27 @@ impl Coordinator {
                         .unwrap_or_default();
                     match committed {
                         Some(true) => Finish::Commit,
+                        // Abandoned, unless the site's commit is still on its way: the claim
+                        // settles which came first.
+                        Some(false) if age >= self.inner.grace_period && site.is_some() => {
+                            match site_committed(site, &branch.gtrid, SiteQuestion::ClaimAbort).await {
+                                Ok(true) => {
+                                    sites.insert(branch.gtrid.clone(), Some(true));
+                                    Finish::Commit
+                                }
+                                Ok(false) => Finish::Rollback,
+                                Err(error) => {
+                                    report.errors.push(RecoveryError {
+                                        connection: name.clone(),
+                                        branch: Some(label.clone()),
+                                        action: RecoveryAction::LookUpSite,
+                                        error,
+                                    });
+                                    still_prepared.push(branch.gtrid.clone());
+                                    continue;
+                                }
+                            }
+                        }
                         Some(false) if age >= self.inner.grace_period => Finish::Rollback,
                         // Maybe still live; or its site could not be asked, and rolling back a
                         // branch whose site committed would break the unit.
@@ -689,11 +723,21 @@ impl Coordinator {
     }
 }
 
+/// What recovery asks the commit point site of a unit.
+#[derive(Clone, Copy)]
+enum SiteQuestion {
+    /// Whether the site's marker is there.
+    Lookup,
+    /// The same, claiming the unit as rolled back when it is not (see [`claim_abort`]): asked
+    /// only before rolling the unit's branches back.
+    ClaimAbort,
+}
+
 /// Whether the commit point site of unit `gtrid` committed: its marker is on the configured
 /// connection whose name hashes to `site` (the branch's qualifier carries it). A connection without
 /// the marker table cannot be the site; when no configured connection has the site's name, or
 /// one that has it cannot be asked, that is the error, and the branch stays prepared.
-async fn site_committed(site: Option<u32>, gtrid: &str) -> Result<bool> {
+async fn site_committed(site: Option<u32>, gtrid: &str, question: SiteQuestion) -> Result<bool> {
     let candidates: Vec<String> = crate::connection::ConnectionManager::names()
         .into_iter()
         .filter(|name| Some(site_hash(name)) == site)
@@ -712,7 +756,11 @@ async fn site_committed(site: Option<u32>, gtrid: &str) -> Result<bool> {
     let mut failure = None;
     for name in candidates {
         let database = crate::connection::ConnectionManager::get(&name)?;
-        match marker_exists(&database, gtrid).await {
+        let answer = match question {
+            SiteQuestion::Lookup => marker_exists(&database, gtrid).await,
+            SiteQuestion::ClaimAbort => claim_abort(&database, gtrid).await,
+        };
+        match answer {
             Ok(true) => return Ok(true),
             Ok(false) | Err(Error::Schema { .. }) => {}
             Err(error) => {

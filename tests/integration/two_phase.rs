@@ -54,6 +54,12 @@ test_matrix!([postgres_and_mariadb, mariadb_and_postgres], one_at_a_time(SERIAL)
     a_crash_while_the_site_answer_is_lost_commits,
 );
 
+// The prepared database is PostgreSQL: another session can roll its branch back while the
+// unit's own session still waits for the PREPARE answer.
+test_matrix!([postgres_and_postgres, mariadb_and_postgres], one_at_a_time(SERIAL) =>
+    recovery_fences_a_site_commit_still_on_its_way,
+);
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// One coordinator for the tests that run in this process (recovery of the crash tests runs in
@@ -834,5 +840,56 @@ async fn a_crash_while_the_site_answer_is_lost_commits(first: Backend, second: B
         "the site's marker decides at once: {report}"
     );
     assert_consistent(&pair, true).await;
+    Ok(())
+}
+
+/// A child process runs a transfer whose joined database's prepare a proxy holds up (the answer
+/// to its last statement). Meanwhile recovery, in another process with a grace period of zero (shorter than the
+/// unit), finds the branch prepared and no marker at the commit point site: it claims the unit as
+/// rolled back at the site, then rolls the branch back. Released, the unit reaches its decision,
+/// and the site's commit meets the claim: `RolledBackByRecovery`, nothing committed anywhere.
+/// Without the claim the site would commit after recovery rolled the branch back.
+async fn recovery_fences_a_site_commit_still_on_its_way(first: Backend, second: Backend) -> Result<()> {
+    let mut pair = variant_pair(first, second, "tpc_fenced", Variant::Site).await;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let coordinator = format!("fenced{n}");
+    let log = testkit::scratch_dir()
+        .join(format!("{coordinator}.db"))
+        .display()
+        .to_string();
+    let direct = pair.urls[1].clone();
+    let proxy = testkit::Proxy::for_url(&direct).await;
+    // The answer held is the one to the check that follows the prepare (the branch exists): the
+    // unit is then fully prepared, and goes on to its decision once released.
+    let held = proxy.arm(
+        testkit::Trigger::contains("FROM pg_prepared_xacts WHERE gid"),
+        testkit::Fault::HoldAnswer,
+    );
+    pair.urls[1] = proxy.url_for(&direct);
+    let transfer = child_command("transfer", &pair, &log, &coordinator, "none")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    pair.urls[1] = direct;
+    let prepared_unanswered = async {
+        held.wait_fired().await;
+        while prepared_count(&pair.dbs[1]).await == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), prepared_unanswered)
+        .await
+        .expect("the child prepared the joined branch");
+    let report = recover(&pair, &log, &coordinator, 0);
+    assert!(report.contains("rolled_back=1"), "{report}");
+    proxy.release();
+    let output = tokio::task::spawn_blocking(move || transfer.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the transfer committed: {stderr}");
+    assert!(stderr.contains("RolledBackByRecovery"), "{stderr}");
+    assert_consistent(&pair, false).await;
     Ok(())
 }

@@ -556,7 +556,9 @@ pub(crate) enum PreparedListing {
 }
 
 /// The table of commit markers: one row per unit of work that wrote on the database and
-/// committed there, inserted in the same round trip as its `COMMIT`.
+/// committed there, inserted in the same round trip as its `COMMIT`; and recovery's abort claims
+/// (`aborted` set), which keep a two-phase unit's late commit at its commit point site from
+/// landing.
 pub(crate) const MARKERS_TABLE: &str = "activerecord_markers";
 
 /// Checks that `id` can stand in SQL as a literal (neither `PREPARE TRANSACTION`, `XA` nor a
@@ -586,12 +588,13 @@ pub(crate) fn insert_marker(unit: &str, created_ms: i64) -> String {
 /// committed.
 pub(crate) fn count_markers(unit: &str) -> String {
     debug_assert!(validate_id(unit).is_ok(), "unit ids are made safe by their maker");
-    format!("SELECT COUNT(*) FROM {MARKERS_TABLE} WHERE unit_id = '{unit}'")
+    format!("SELECT COUNT(*) FROM {MARKERS_TABLE} WHERE unit_id = '{unit}' AND NOT aborted")
 }
 
-/// The query that succeeds, answering no row, when the marker table exists.
+/// The query that succeeds, answering no row, when the marker table exists, as its latest
+/// migration left it.
 pub(crate) fn probe_markers() -> String {
-    format!("SELECT unit_id FROM {MARKERS_TABLE} WHERE 1 = 0")
+    format!("SELECT unit_id, aborted FROM {MARKERS_TABLE} WHERE 1 = 0")
 }
 
 /// Asks the dialect of the engine `db` came from a `question` about the error's code: the one

@@ -9,7 +9,7 @@
 use crate::ActiveRecord;
 use crate::backend::validate_id;
 use crate::connection::{ConnectionManager, Database};
-use crate::error::{DatabaseOutcome, PartialCommit, Result};
+use crate::error::{ConstraintKind, DatabaseOutcome, Error, PartialCommit, Result};
 use crate::model::Model;
 use crate::query::col;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,7 +50,42 @@ pub(crate) async fn outcome_from_marker(database: &Database, session: u64, unit:
 /// Whether unit `unit`'s marker is on `database` (a pooled connection reads it: no session is
 /// fenced, so the caller must know that no `COMMIT` of the unit can still be on its way).
 pub(crate) async fn marker_exists(database: &Database, unit: &str) -> Result<bool> {
-    Marker::query().filter(col("unit_id").eq(unit)).exists(database).await
+    row_exists(database, unit, false).await
+}
+
+/// Whether recovery claimed unit `unit` as rolled back on `database` (see [`claim_abort`]).
+pub(crate) async fn abort_claimed(database: &Database, unit: &str) -> Result<bool> {
+    row_exists(database, unit, true).await
+}
+
+/// Whether unit `unit` has a row on `database`: its commit marker, or (`aborted`) an abort claim.
+async fn row_exists(database: &Database, unit: &str, aborted: bool) -> Result<bool> {
+    Marker::query()
+        .filter(col("unit_id").eq(unit))
+        .filter(col("aborted").eq(aborted))
+        .exists(database)
+        .await
+}
+
+/// Claims unit `unit` as rolled back on `database`, the commit point site of a two-phase unit
+/// whose prepared branches recovery is about to roll back: inserts an abort claim under the
+/// unit's id, so that the site's own commit, which inserts its marker under the same id, fails
+/// on the key if it is still on its way. Returns whether the unit committed there instead (its
+/// marker came first).
+pub(crate) async fn claim_abort(database: &Database, unit: &str) -> Result<bool> {
+    let mut claim = Marker {
+        unit_id: unit.to_owned(),
+        created_ms: now_ms(),
+        aborted: true,
+    };
+    match claim.insert(database).await {
+        Ok(()) => Ok(false),
+        Err(Error::ConstraintViolation {
+            kind: ConstraintKind::Unique,
+            ..
+        }) => marker_exists(database, unit).await,
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes the rows of `M` (one of the crate's tables with a `created_ms` column) older than
@@ -71,6 +106,8 @@ struct Marker {
     #[activerecord(primary_key)]
     unit_id: String,
     created_ms: i64,
+    /// Set on recovery's abort claim; a commit marker leaves it unset.
+    aborted: bool,
 }
 
 impl ConnectionManager {
