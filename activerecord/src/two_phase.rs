@@ -590,18 +590,8 @@ impl Coordinator {
                         Some(committed) => *committed,
                         None if site.is_none() => Some(false),
                         None => {
-                            let committed = match site_committed(site, &branch.gtrid, SiteQuestion::Lookup).await {
-                                Ok(committed) => Some(committed),
-                                Err(error) => {
-                                    report.errors.push(RecoveryError {
-                                        connection: name.clone(),
-                                        branch: Some(label.clone()),
-                                        action: RecoveryAction::LookUpSite,
-                                        error,
-                                    });
-                                    None
-                                }
-                            };
+                            let question = SiteQuestion::Lookup;
+                            let committed = ask_site(&mut report, &label, site, question).await;
                             sites.insert(branch.gtrid.clone(), committed);
                             committed
                         }
@@ -614,19 +604,13 @@ impl Coordinator {
                         // Abandoned, unless the site's commit is still on its way: the claim
                         // settles which came first.
                         Some(false) if age >= self.inner.grace_period && site.is_some() => {
-                            match site_committed(site, &branch.gtrid, SiteQuestion::ClaimAbort).await {
-                                Ok(true) => {
+                            match ask_site(&mut report, &label, site, SiteQuestion::ClaimAbort).await {
+                                Some(true) => {
                                     sites.insert(branch.gtrid.clone(), Some(true));
                                     Finish::Commit
                                 }
-                                Ok(false) => Finish::Rollback,
-                                Err(error) => {
-                                    report.errors.push(RecoveryError {
-                                        connection: name.clone(),
-                                        branch: Some(label.clone()),
-                                        action: RecoveryAction::LookUpSite,
-                                        error,
-                                    });
+                                Some(false) => Finish::Rollback,
+                                None => {
                                     still_prepared.push(branch.gtrid.clone());
                                     continue;
                                 }
@@ -769,6 +753,28 @@ async fn site_committed(site: Option<u32>, gtrid: &str, question: SiteQuestion) 
         }
     }
     failure.map_or(Ok(false), Err)
+}
+
+/// Asks the commit point site (`site`, from the qualifier of `branch`) `question` about the
+/// branch's unit: `None` when it cannot be answered, with the failure added to `report`.
+async fn ask_site(
+    report: &mut RecoveryReport,
+    branch: &BranchRef,
+    site: Option<u32>,
+    question: SiteQuestion,
+) -> Option<bool> {
+    match site_committed(site, &branch.gtrid, question).await {
+        Ok(committed) => Some(committed),
+        Err(error) => {
+            report.errors.push(RecoveryError {
+                connection: branch.connection.clone(),
+                branch: Some(branch.clone()),
+                action: RecoveryAction::LookUpSite,
+                error,
+            });
+            None
+        }
+    }
 }
 
 /// A prepared branch found on a server.

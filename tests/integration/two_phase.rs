@@ -290,6 +290,27 @@ enum Variant {
     SiteWithReader,
 }
 
+/// A coordinator name for a child process, made of `prefix` and a number, and its log file.
+fn child_coordinator(prefix: &str) -> (String, String) {
+    let coordinator = format!("{prefix}{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let log = testkit::scratch_dir().join(format!("{coordinator}.db"));
+    (coordinator, log.display().to_string())
+}
+
+/// Puts a proxy in front of database `side` of `pair` (in the URL a child process gets), holding
+/// the answer to `trigger`. Returns the proxy, its armed fault and the database's own URL.
+async fn hold_answer_to(
+    pair: &mut Pair,
+    side: usize,
+    trigger: testkit::Trigger,
+) -> (testkit::Proxy, testkit::Armed, String) {
+    let direct = pair.urls[side].clone();
+    let proxy = testkit::Proxy::for_url(&direct).await;
+    let held = proxy.arm(trigger, testkit::Fault::HoldAnswer);
+    pair.urls[side] = proxy.url_for(&direct);
+    (proxy, held, direct)
+}
+
 /// `two_phase_child` for `pair`, its stdout piped.
 fn child_command(mode: &str, pair: &Pair, log: &str, coordinator: &str, last: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_two_phase_child"));
@@ -328,12 +349,7 @@ fn recover(pair: &Pair, log: &str, coordinator: &str, grace: u64) -> String {
 /// Returns the pair of databases, the coordinator's name and its log file.
 async fn crash_at(first: Backend, second: Backend, step: &str, variant: Variant) -> (Pair, String, String) {
     let pair = variant_pair(first, second, &format!("tpc_crash_{step}"), variant).await;
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let coordinator = format!("crash{n}");
-    let log = testkit::scratch_dir()
-        .join(format!("{coordinator}.db"))
-        .display()
-        .to_string();
+    let (coordinator, log) = child_coordinator("crash");
 
     let mut transfer = child("transfer", &pair, &log, &coordinator, step);
     let stdout = transfer.stdout.take().unwrap();
@@ -782,12 +798,7 @@ async fn prepares_and_phase_two_commits_run_concurrently(first: Backend, second:
 /// commits: a recovery run could already be rolling its branches back.
 async fn a_unit_too_old_to_decide_safely_rolls_back(first: Backend, second: Backend) -> Result<()> {
     let pair = variant_pair(first, second, "tpc_too_late", Variant::Site).await;
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let coordinator = format!("late{n}");
-    let log = testkit::scratch_dir()
-        .join(format!("{coordinator}.db"))
-        .display()
-        .to_string();
+    let (coordinator, log) = child_coordinator("late");
     let output = child_command("transfer", &pair, &log, &coordinator, "none")
         .env("GRACE_SECONDS", "0")
         .stderr(Stdio::piped())
@@ -805,19 +816,9 @@ async fn a_unit_too_old_to_decide_safely_rolls_back(first: Backend, second: Back
 /// recovery in a fresh process finds its marker and commits the prepared branch.
 async fn a_crash_while_the_site_answer_is_lost_commits(first: Backend, second: Backend) -> Result<()> {
     let mut pair = variant_pair(first, second, "tpc_site_lost", Variant::Site).await;
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let coordinator = format!("sitelost{n}");
-    let log = testkit::scratch_dir()
-        .join(format!("{coordinator}.db"))
-        .display()
-        .to_string();
-    let direct = pair.urls[0].clone();
-    let proxy = testkit::Proxy::for_url(&direct).await;
-    let held = proxy.arm(
-        testkit::Trigger::contains("INSERT INTO activerecord_markers"),
-        testkit::Fault::HoldAnswer,
-    );
-    pair.urls[0] = proxy.url_for(&direct);
+    let (coordinator, log) = child_coordinator("sitelost");
+    let trigger = testkit::Trigger::contains("INSERT INTO activerecord_markers");
+    let (proxy, held, direct) = hold_answer_to(&mut pair, 0, trigger).await;
     let mut transfer = child("transfer", &pair, &log, &coordinator, "none");
     let committed_unanswered = async {
         held.wait_fired().await;
@@ -851,21 +852,11 @@ async fn a_crash_while_the_site_answer_is_lost_commits(first: Backend, second: B
 /// Without the claim the site would commit after recovery rolled the branch back.
 async fn recovery_fences_a_site_commit_still_on_its_way(first: Backend, second: Backend) -> Result<()> {
     let mut pair = variant_pair(first, second, "tpc_fenced", Variant::Site).await;
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let coordinator = format!("fenced{n}");
-    let log = testkit::scratch_dir()
-        .join(format!("{coordinator}.db"))
-        .display()
-        .to_string();
-    let direct = pair.urls[1].clone();
-    let proxy = testkit::Proxy::for_url(&direct).await;
+    let (coordinator, log) = child_coordinator("fenced");
     // The answer held is the one to the check that follows the prepare (the branch exists): the
     // unit is then fully prepared, and goes on to its decision once released.
-    let held = proxy.arm(
-        testkit::Trigger::contains("FROM pg_prepared_xacts WHERE gid"),
-        testkit::Fault::HoldAnswer,
-    );
-    pair.urls[1] = proxy.url_for(&direct);
+    let trigger = testkit::Trigger::contains("FROM pg_prepared_xacts WHERE gid");
+    let (proxy, held, direct) = hold_answer_to(&mut pair, 1, trigger).await;
     let transfer = child_command("transfer", &pair, &log, &coordinator, "none")
         .stderr(Stdio::piped())
         .spawn()
