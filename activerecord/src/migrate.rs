@@ -32,7 +32,7 @@
 //! activerecord::migrate::run(&db).await?;
 //! activerecord::migrate::run(&db).await?; // the second run has nothing to do
 //! let applied: Vec<i64> = fetch_column(&db, "SELECT version FROM activerecord_migrations").await?;
-//! assert_eq!(applied, [1, 2, 3, 4]);
+//! assert_eq!(applied, [1, 2, 3, 4, 5]);
 //! # Ok(()) }
 //! ```
 

@@ -34,7 +34,7 @@ use crate::query::col;
 use crate::transaction::Using;
 use crate::transaction::{
     Branch, BranchId, ChooseProtocol, Commit, CommitProtocol, Finish, Joining, Participant, ScopeOptions, Settled,
-    UnitId, abort_claimed, claim_abort, commit_in_turn, marker_exists, now_ms,
+    UnitId, abort_claimed, claim_abort, commit_in_turn, insert_claim, marker_exists, now_ms,
 };
 use crate::value::Json;
 use futures_util::future::BoxFuture;
@@ -168,7 +168,8 @@ impl CoordinatorConfig {
     }
 }
 
-/// One commit decision: present in the log means "commit".
+/// One commit decision: present in the log means "commit". With `aborted` set, recovery's claim
+/// that a unit without a decision rolled back instead (its branches are empty).
 #[derive(ActiveRecord, Debug, Clone)]
 #[activerecord(table = "activerecord_two_phase_log")]
 struct Decision {
@@ -177,6 +178,7 @@ struct Decision {
     coordinator: String,
     branches: Json<Vec<BranchRecord>>,
     decided_at: i64,
+    aborted: bool,
 }
 
 /// A branch as the log records it.
@@ -478,6 +480,30 @@ impl Coordinator {
         Err(Settled::Unknown(Error::OutcomeUnknown(Box::new(report))))
     }
 
+    /// Whether the log holds unit `gtrid`'s decision, or (`aborted`) recovery's claim that it
+    /// rolled back.
+    async fn logged(&self, gtrid: &str, aborted: bool) -> Result<bool> {
+        Decision::query()
+            .filter(col("gtrid").eq(gtrid))
+            .filter(col("aborted").eq(aborted))
+            .exists(&self.inner.log.database)
+            .await
+    }
+
+    /// Records in the log that unit `gtrid`, which has no decision and no commit point site, rolls
+    /// back, before recovery rolls its branches back: a decision still on its way then fails on
+    /// the key. Returns whether the decision came first.
+    async fn claim_abort_in_log(&self, gtrid: &str) -> Result<bool> {
+        let claim = Decision {
+            gtrid: gtrid.to_owned(),
+            coordinator: self.inner.name.clone(),
+            branches: Json(Vec::new()),
+            decided_at: now_ms(),
+            aborted: true,
+        };
+        insert_claim(&self.inner.log.database, claim, self.logged(gtrid, false)).await
+    }
+
     /// The decision as a row in the log, written with the decisions of other units waiting at the
     /// same moment. A write that reported an error may still have reached the log: it is asked.
     async fn log_decision(
@@ -500,18 +526,22 @@ impl Coordinator {
                     .collect(),
             ),
             decided_at: now_ms(),
+            aborted: false,
         };
         let Err(cause) = self.inner.log.write(decision).await else {
             return Ok(());
         };
-        match Decision::query()
-            .filter(col("gtrid").eq(gtrid))
-            .exists(&self.inner.log.database)
-            .await
-        {
+        match self.logged(gtrid, false).await {
             Ok(true) => Ok(()),
             Ok(false) => {
                 commit.rollback_each(writers).await;
+                let cause = match self.logged(gtrid, true).await {
+                    // The decision met recovery's abort claim under the same id.
+                    Ok(true) => Error::TwoPhase(TwoPhaseError::RolledBackByRecovery {
+                        gtrid: gtrid.to_owned(),
+                    }),
+                    _ => cause,
+                };
                 Err(Settled::RolledBack(cause))
             }
             // The decision may be durable or not: every branch is unknown until recovery reads
@@ -553,7 +583,7 @@ impl Coordinator {
             .filter(col("coordinator").eq(self.inner.name.as_str()))
             .all(&self.inner.log.database)
             .await?;
-        let decided = |gtrid: &str| decisions.iter().any(|d| d.gtrid == gtrid);
+        let decided = |gtrid: &str| decisions.iter().any(|d| d.gtrid == gtrid && !d.aborted);
         // Per unit without a logged decision: whether its commit point site committed, `None`
         // when that could not be found out.
         let mut sites: HashMap<String, Option<bool>> = HashMap::new();
@@ -616,7 +646,22 @@ impl Coordinator {
                                 }
                             }
                         }
-                        Some(false) if age >= self.inner.grace_period => Finish::Rollback,
+                        Some(false) if age >= self.inner.grace_period => {
+                            match self.claim_abort_in_log(&branch.gtrid).await {
+                                Ok(true) => Finish::Commit,
+                                Ok(false) => Finish::Rollback,
+                                Err(error) => {
+                                    report.errors.push(RecoveryError {
+                                        connection: name.clone(),
+                                        branch: Some(label.clone()),
+                                        action: RecoveryAction::RecordAbort,
+                                        error,
+                                    });
+                                    still_prepared.push(branch.gtrid.clone());
+                                    continue;
+                                }
+                            }
+                        }
                         // Maybe still live; or its site could not be asked, and rolling back a
                         // branch whose site committed would break the unit.
                         _ => {
@@ -650,14 +695,21 @@ impl Coordinator {
                 }
             }
         }
+        let grace_ms = i64::try_from(self.inner.grace_period.as_millis()).unwrap_or(i64::MAX);
         for decision in &decisions {
-            let all_scanned = decision.branches.0.iter().all(|b| scanned.contains(&b.connection));
-            if all_scanned && !still_prepared.contains(&decision.gtrid) {
+            let finished = if decision.aborted {
+                // A claim outlives any decision of its unit still on its way.
+                now_ms().saturating_sub(decision.decided_at) > grace_ms
+            } else {
+                let all_scanned = decision.branches.0.iter().all(|b| scanned.contains(&b.connection));
+                all_scanned && !still_prepared.contains(&decision.gtrid)
+            };
+            if finished {
                 Decision::query()
                     .filter(col("gtrid").eq(decision.gtrid.as_str()))
                     .delete_all(&self.inner.log.database)
                     .await?;
-                report.finished_decisions += 1;
+                report.finished_decisions += usize::from(!decision.aborted);
             }
         }
         if !report.is_empty() {
@@ -886,6 +938,9 @@ pub enum RecoveryAction {
     /// Looking for the marker of a branch's commit point site: until it is found, or every
     /// connection answers that it is not there, the branch stays prepared.
     LookUpSite,
+    /// Recording in the log that a unit without a decision rolls back, before its branches are
+    /// rolled back: until it is recorded, the branch stays prepared.
+    RecordAbort,
 }
 
 impl fmt::Display for RecoveryAction {
@@ -895,6 +950,7 @@ impl fmt::Display for RecoveryAction {
             RecoveryAction::Commit => "cannot commit",
             RecoveryAction::Rollback => "cannot roll back",
             RecoveryAction::LookUpSite => "cannot look for the commit point site's marker",
+            RecoveryAction::RecordAbort => "cannot record in the log that the unit rolls back",
         })
     }
 }
@@ -1164,6 +1220,7 @@ mod tests {
                     coordinator: "test".to_owned(),
                     branches: Json(Vec::new()),
                     decided_at: 1,
+                    aborted: false,
                 };
                 tokio::spawn(async move { log.write(decision).await })
             })

@@ -60,6 +60,11 @@ test_matrix!([postgres_and_postgres, mariadb_and_postgres], one_at_a_time(SERIAL
     recovery_fences_a_site_commit_still_on_its_way,
 );
 
+// Both databases are prepared: PostgreSQL, for the same reason.
+test_matrix!([postgres_and_postgres], one_at_a_time(SERIAL) =>
+    recovery_fences_a_logged_decision_still_on_its_way,
+);
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// One coordinator for the tests that run in this process (recovery of the crash tests runs in
@@ -845,13 +850,24 @@ async fn a_crash_while_the_site_answer_is_lost_commits(first: Backend, second: B
 }
 
 /// A child process runs a transfer whose joined database's prepare a proxy holds up (the answer
-/// to its last statement). Meanwhile recovery, in another process with a grace period of zero (shorter than the
-/// unit), finds the branch prepared and no marker at the commit point site: it claims the unit as
-/// rolled back at the site, then rolls the branch back. Released, the unit reaches its decision,
-/// and the site's commit meets the claim: `RolledBackByRecovery`, nothing committed anywhere.
-/// Without the claim the site would commit after recovery rolled the branch back.
+/// to its last statement). Meanwhile recovery, in another process with a grace period of zero
+/// (shorter than the unit), finds the branch prepared and no marker at the commit point site: it
+/// claims the unit as rolled back at the site, then rolls the branch back. Released, the unit
+/// reaches its decision, and the site's commit meets the claim: `RolledBackByRecovery`, nothing
+/// committed anywhere. Without the claim the site would commit after recovery rolled the branch
+/// back.
 async fn recovery_fences_a_site_commit_still_on_its_way(first: Backend, second: Backend) -> Result<()> {
-    let mut pair = variant_pair(first, second, "tpc_fenced", Variant::Site).await;
+    recovery_fences_a_decision_still_on_its_way(first, second, Variant::Site).await
+}
+
+/// The same with the decision log: recovery claims the unit as rolled back in the log, then rolls
+/// both prepared branches back, and the unit's decision meets the claim there.
+async fn recovery_fences_a_logged_decision_still_on_its_way(first: Backend, second: Backend) -> Result<()> {
+    recovery_fences_a_decision_still_on_its_way(first, second, Variant::Log).await
+}
+
+async fn recovery_fences_a_decision_still_on_its_way(first: Backend, second: Backend, variant: Variant) -> Result<()> {
+    let mut pair = variant_pair(first, second, "tpc_fenced", variant).await;
     let (coordinator, log) = child_coordinator("fenced");
     // The answer held is the one to the check that follows the prepare (the branch exists): the
     // unit is then fully prepared, and goes on to its decision once released.
@@ -872,7 +888,8 @@ async fn recovery_fences_a_site_commit_still_on_its_way(first: Backend, second: 
         .await
         .expect("the child prepared the joined branch");
     let report = recover(&pair, &log, &coordinator, 0);
-    assert!(report.contains("rolled_back=1"), "{report}");
+    let prepared = if variant == Variant::Log { 2 } else { 1 };
+    assert!(report.contains(&format!("rolled_back={prepared}")), "{report}");
     proxy.release();
     let output = tokio::task::spawn_blocking(move || transfer.wait_with_output())
         .await

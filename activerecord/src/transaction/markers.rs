@@ -73,17 +73,28 @@ async fn row_exists(database: &Database, unit: &str, aborted: bool) -> Result<bo
 /// on the key if it is still on its way. Returns whether the unit committed there instead (its
 /// marker came first).
 pub(crate) async fn claim_abort(database: &Database, unit: &str) -> Result<bool> {
-    let mut claim = Marker {
+    let claim = Marker {
         unit_id: unit.to_owned(),
         created_ms: now_ms(),
         aborted: true,
     };
+    insert_claim(database, claim, marker_exists(database, unit)).await
+}
+
+/// Inserts `claim`, a row keyed by a unit's id that says it rolled back, on `database`. When the
+/// key is taken, `committed` says by what: the unit's own commit (true) or another claim. Returns
+/// whether the unit committed.
+pub(crate) async fn insert_claim<M: Model>(
+    database: &Database,
+    mut claim: M,
+    committed: impl Future<Output = Result<bool>>,
+) -> Result<bool> {
     match claim.insert(database).await {
         Ok(()) => Ok(false),
         Err(Error::ConstraintViolation {
             kind: ConstraintKind::Unique,
             ..
-        }) => marker_exists(database, unit).await,
+        }) => committed.await,
         Err(e) => Err(e),
     }
 }

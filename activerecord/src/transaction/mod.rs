@@ -35,7 +35,7 @@ pub(crate) use crate::backend::{BranchId, Finish};
 pub use events::{Event, EventKind, Observer, ObserverId, UnitId, UnitOutcome};
 pub use handles::{Ambient, Using};
 pub use idempotency::Idempotent;
-pub(crate) use markers::{abort_claimed, claim_abort, marker_exists, now_ms};
+pub(crate) use markers::{abort_claimed, claim_abort, insert_claim, marker_exists, now_ms};
 pub(crate) use participant::Participant;
 pub use retry::{RetryPolicy, Retrying, Transient, retry};
 pub(crate) use unit::{Branch, Commit, CommitProtocol, Joining, Settled};
