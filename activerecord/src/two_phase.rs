@@ -23,7 +23,7 @@
 //! [`TpcTransaction`] it returns.
 
 use crate::ActiveRecord;
-use crate::backend::{PreparedListing, site_hash, validate_id};
+use crate::backend::{MARKERS_TABLE, PreparedListing, site_hash, validate_id};
 use crate::connection::{Database, DatabaseConfig, UnitTag};
 use crate::context::context;
 use crate::error::DatabaseOutcome;
@@ -798,13 +798,28 @@ async fn site_committed(site: Option<u32>, gtrid: &str, question: SiteQuestion) 
         };
         match answer {
             Ok(true) => return Ok(true),
-            Ok(false) | Err(Error::Schema { .. }) => {}
+            Ok(false) => {}
+            // Without the table, it cannot be the site; with a table an older version made (no
+            // `aborted` column yet), it may be: its marker cannot be trusted to be read right.
+            Err(error @ Error::Schema { .. }) => {
+                if !lacks_marker_table(&database).await {
+                    failure.get_or_insert(error);
+                }
+            }
             Err(error) => {
                 failure.get_or_insert(error);
             }
         }
     }
     failure.map_or(Ok(false), Err)
+}
+
+/// Whether `database` has no marker table at all, of any version. A failure to ask counts as
+/// having one.
+async fn lacks_marker_table(database: &Database) -> bool {
+    let probe = format!("SELECT unit_id FROM {MARKERS_TABLE} WHERE 1 = 0");
+    let found: Result<Vec<String>> = crate::executor::fetch_column(database, &probe).await;
+    matches!(found, Err(Error::Schema { .. }))
 }
 
 /// Asks the commit point site (`site`, from the qualifier of `branch`) `question` about the

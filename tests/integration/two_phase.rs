@@ -65,6 +65,10 @@ test_matrix!([postgres_and_postgres], one_at_a_time(SERIAL) =>
     recovery_fences_a_logged_decision_still_on_its_way,
 );
 
+test_matrix!([postgres_and_mariadb, mariadb_and_postgres], one_at_a_time(SERIAL) =>
+    a_site_whose_marker_table_is_not_migrated_keeps_the_branch_prepared,
+);
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// One coordinator for the tests that run in this process (recovery of the crash tests runs in
@@ -899,5 +903,34 @@ async fn recovery_fences_a_decision_still_on_its_way(first: Backend, second: Bac
     assert!(!output.status.success(), "the transfer committed: {stderr}");
     assert!(stderr.contains("RolledBackByRecovery"), "{stderr}");
     assert_consistent(&pair, false).await;
+    Ok(())
+}
+
+/// The commit point site committed, then the process died; the site's marker table is as an
+/// older version left it (no `aborted` column). Recovery cannot read the marker as this version
+/// reads it, so it keeps the branch prepared and reports why, rather than taking the site for one
+/// that never committed; once the site is migrated, it commits the branch.
+async fn a_site_whose_marker_table_is_not_migrated_keeps_the_branch_prepared(
+    first: Backend,
+    second: Backend,
+) -> Result<()> {
+    let (pair, coordinator, log) = crash_at(first, second, "decided", Variant::Site).await;
+    let site = &pair.dbs[0];
+    site.execute("ALTER TABLE activerecord_markers DROP COLUMN aborted")
+        .await?;
+    site.execute("DELETE FROM activerecord_migrations WHERE version = 4")
+        .await?;
+    // Not migrated by the recovering process either.
+    let output = child_command("recover", &pair, &log, &coordinator, "0")
+        .env("MARKERS", "0")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.trim().ends_with("errors=1"), "{report}");
+    assert_eq!(prepared_count(&pair.dbs[1]).await, 1, "the branch stays prepared");
+    activerecord::migrate::run(site).await?;
+    let report = recover(&pair, &log, &coordinator, 0);
+    assert!(report.starts_with("committed=1"), "{report}");
+    assert_consistent(&pair, true).await;
     Ok(())
 }

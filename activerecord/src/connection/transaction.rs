@@ -26,8 +26,8 @@ pub(crate) struct OpenTransaction {
     database: Database,
     /// The connection, while the transaction is open.
     slot: tokio::sync::Mutex<Option<TxConnection>>,
-    /// The connection once its transaction committed, kept until this handle is dropped: see
-    /// [`keep_until_dropped`](Self::keep_until_dropped).
+    /// The connection once its transaction committed, kept until its unit of work settles: see
+    /// [`keep_until_released`](Self::keep_until_released).
     committed: std::sync::Mutex<Option<TxConnection>>,
     /// Set when a statement failed on PostgreSQL, which then refuses every statement until a
     /// rollback, and answers COMMIT (and PREPARE TRANSACTION) by rolling back.
@@ -174,12 +174,26 @@ impl OpenTransaction {
         self.slot.lock().await
     }
 
-    /// Keeps `conn`, whose transaction committed, until this handle is dropped (at the end of its
-    /// unit of work) rather than giving it back to the pool at once: sqlx checks a connection it
-    /// gets back with a round trip of its own, which would otherwise run while the unit's next
+    /// Keeps `conn`, whose transaction committed, until [`release`](Self::release) (once every
+    /// database of its unit of work has settled, before hooks and events run) or until this
+    /// handle is dropped, rather than giving it back to the pool at once: sqlx checks a connection
+    /// it gets back with a round trip of its own, which would otherwise run while the unit's next
     /// database commits, and slow that commit down (by 3% to 4% of a two-database transfer here).
-    pub(crate) fn keep_until_dropped(&self, conn: TxConnection) {
+    /// A SQLite file's write lock among this process's scopes is given up at once.
+    pub(crate) fn keep_until_released(&self, mut conn: TxConnection) {
+        conn.writer = None;
         *self.committed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn);
+    }
+
+    /// Gives a connection kept by [`keep_until_released`](Self::keep_until_released) back to its
+    /// pool.
+    pub(crate) fn release(&self) {
+        let kept = self
+            .committed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        drop(kept);
     }
 
     /// Whether the transaction may still be open (true while a statement runs on it).

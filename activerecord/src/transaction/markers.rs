@@ -165,7 +165,10 @@ impl ConnectionManager {
 
     /// Removes the commit markers older than `older_than` from the connection `name`, and returns
     /// how many. A marker is needed only until every unknown outcome of its unit is resolved: keep
-    /// them longer than you could take to call [`resolve_outcomes`](Self::resolve_outcomes).
+    /// them longer than you could take to call [`resolve_outcomes`](Self::resolve_outcomes). Two-
+    /// phase recovery's abort claims (see `docs/two_phase.md`, "Recovery") are removed by the same
+    /// rule: keep them longer than a commit point site's `COMMIT` could be held up, and longer than
+    /// a branch can stay prepared.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> activerecord::Result<()> {

@@ -249,12 +249,14 @@ impl Participant {
                 }
             }
         }
-        // The connection goes back to the pool: not before a cancel aimed at this transaction's
+        // The connection may go back to the pool: not before a cancel aimed at this transaction's
         // statement has reached the server.
         self.tx.unit().cancel_settled().await;
         conn.mark_finished();
-        if how == Finish::Commit {
-            self.tx.keep_until_dropped(conn);
+        // One that only read was committed first, and is given back at once: a write of the unit
+        // (the decision log's, say) may need a connection from its pool.
+        if how == Finish::Commit && self.tx.wrote() {
+            self.tx.keep_until_released(conn);
         }
         Ok(())
     }
@@ -329,6 +331,9 @@ impl Participant {
 impl Branch for Participant {
     fn name(&self) -> &str {
         self.tx.name()
+    }
+    fn release(&self) {
+        self.tx.release();
     }
     async fn prepare(&self) -> Result<()> {
         Participant::prepare(self).await

@@ -50,6 +50,9 @@ pub(crate) trait Branch: Send + Sync + 'static {
     /// Whether its one-phase `COMMIT` carries the unit's marker (it wrote, and its database has
     /// the marker table): then that commit can be a two-phase unit's decision.
     fn commits_with_marker(&self) -> bool;
+    /// Gives back what it kept after its commit (its connection), once every database of the unit
+    /// has settled.
+    fn release(&self) {}
 }
 
 /// A database about to take part in a unit of work, as its [`CommitProtocol`] sees it.
@@ -330,7 +333,12 @@ impl<B: Branch> UnitOfWork<B> {
         }
         self.lock().phase = Phase::Committing;
         let commit = Commit { unit: self, branches };
-        match self.protocol.commit(&commit).await {
+        let settled = self.protocol.commit(&commit).await;
+        // Before hooks and events, which may need these connections' pools.
+        for branch in &commit.branches {
+            branch.release();
+        }
+        match settled {
             Settled::Committed => {
                 self.end(UnitOutcome::Committed, None).await;
                 Ok(())
