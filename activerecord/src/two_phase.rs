@@ -1253,6 +1253,53 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// A claim and a commit marker share the unit's key: whichever comes second fails, and the
+    /// claim's answer says which came first.
+    #[tokio::test]
+    async fn a_claim_and_a_commit_marker_exclude_each_other() {
+        let path = std::env::temp_dir().join(format!("claims-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let database = Database::open("claims_test", &DatabaseConfig::new(url)).await.unwrap();
+        crate::migrate::run(&database).await.unwrap();
+
+        database
+            .execute(&crate::backend::insert_marker("committed-unit", now_ms()))
+            .await
+            .unwrap();
+        assert!(
+            claim_abort(&database, "committed-unit").await.unwrap(),
+            "the marker came first"
+        );
+        assert!(!abort_claimed(&database, "committed-unit").await.unwrap());
+
+        assert!(
+            !claim_abort(&database, "abandoned-unit").await.unwrap(),
+            "claimed: rolled back"
+        );
+        assert!(abort_claimed(&database, "abandoned-unit").await.unwrap());
+        assert!(
+            !claim_abort(&database, "abandoned-unit").await.unwrap(),
+            "a second claim agrees"
+        );
+        let late_commit = database
+            .execute(&crate::backend::insert_marker("abandoned-unit", now_ms()))
+            .await;
+        assert!(
+            matches!(
+                late_commit,
+                Err(Error::ConstraintViolation {
+                    kind: ConstraintKind::Unique,
+                    ..
+                })
+            ),
+            "{late_commit:?}"
+        );
+        assert!(!marker_exists(&database, "abandoned-unit").await.unwrap());
+        database.close().await;
+        let _ = std::fs::remove_file(&path);
+    }
+
     /// A branch names its site by a hash of the site's connection name that every process and
     /// version computes alike, inside a qualifier that recovery splits back out.
     #[test]
