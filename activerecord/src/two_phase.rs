@@ -23,7 +23,7 @@
 //! [`TpcTransaction`] it returns.
 
 use crate::ActiveRecord;
-use crate::backend::{MARKERS_TABLE, PreparedListing, site_hash, validate_id};
+use crate::backend::{PreparedListing, probe_marker_table, site_hash, validate_id};
 use crate::connection::{Database, DatabaseConfig, UnitTag};
 use crate::context::context;
 use crate::error::DatabaseOutcome;
@@ -461,16 +461,14 @@ impl Coordinator {
         if failure.outcome == DatabaseOutcome::RolledBack {
             commit.rollback_each(prepared).await;
             let cause = match failure.cause {
-                // The site's marker met recovery's abort claim under the same id.
+                // The site's marker may have met recovery's abort claim under the same id.
                 cause @ Error::ConstraintViolation {
                     kind: ConstraintKind::Unique,
                     ..
-                } => match abort_claimed(commit.branches()[site].database(), gtrid).await {
-                    Ok(true) => Error::TwoPhase(TwoPhaseError::RolledBackByRecovery {
-                        gtrid: gtrid.to_owned(),
-                    }),
-                    _ => cause,
-                },
+                } => {
+                    let claimed = abort_claimed(commit.branches()[site].database(), gtrid).await;
+                    refused_by_claim(gtrid, claimed, cause)
+                }
                 cause => cause,
             };
             return Err(Settled::RolledBack(cause));
@@ -535,14 +533,9 @@ impl Coordinator {
             Ok(true) => Ok(()),
             Ok(false) => {
                 commit.rollback_each(writers).await;
-                let cause = match self.logged(gtrid, true).await {
-                    // The decision met recovery's abort claim under the same id.
-                    Ok(true) => Error::TwoPhase(TwoPhaseError::RolledBackByRecovery {
-                        gtrid: gtrid.to_owned(),
-                    }),
-                    _ => cause,
-                };
-                Err(Settled::RolledBack(cause))
+                // The decision may have met recovery's abort claim under the same id.
+                let claimed = self.logged(gtrid, true).await;
+                Err(Settled::RolledBack(refused_by_claim(gtrid, claimed, cause)))
             }
             // The decision may be durable or not: every branch is unknown until recovery reads
             // the log.
@@ -620,8 +613,8 @@ impl Coordinator {
                         Some(committed) => *committed,
                         None if site.is_none() => Some(false),
                         None => {
-                            let question = SiteQuestion::Lookup;
-                            let committed = ask_site(&mut report, &label, site, question).await;
+                            let answer = site_committed(site, &branch.gtrid, SiteQuestion::Lookup).await;
+                            let committed = or_report(&mut report, &label, RecoveryAction::LookUpSite, answer);
                             sites.insert(branch.gtrid.clone(), committed);
                             committed
                         }
@@ -631,32 +624,26 @@ impl Coordinator {
                         .unwrap_or_default();
                     match committed {
                         Some(true) => Finish::Commit,
-                        // Abandoned, unless the site's commit is still on its way: the claim
-                        // settles which came first.
-                        Some(false) if age >= self.inner.grace_period && site.is_some() => {
-                            match ask_site(&mut report, &label, site, SiteQuestion::ClaimAbort).await {
+                        // Abandoned, unless its decision (the site's commit, or the log's row)
+                        // is still on its way: the claim settles which came first.
+                        Some(false) if age >= self.inner.grace_period => {
+                            let (answer, action) = match site {
+                                Some(_) => (
+                                    site_committed(site, &branch.gtrid, SiteQuestion::ClaimAbort).await,
+                                    RecoveryAction::LookUpSite,
+                                ),
+                                None => (
+                                    self.claim_abort_in_log(&branch.gtrid).await,
+                                    RecoveryAction::RecordAbort,
+                                ),
+                            };
+                            match or_report(&mut report, &label, action, answer) {
                                 Some(true) => {
                                     sites.insert(branch.gtrid.clone(), Some(true));
                                     Finish::Commit
                                 }
                                 Some(false) => Finish::Rollback,
                                 None => {
-                                    still_prepared.push(branch.gtrid.clone());
-                                    continue;
-                                }
-                            }
-                        }
-                        Some(false) if age >= self.inner.grace_period => {
-                            match self.claim_abort_in_log(&branch.gtrid).await {
-                                Ok(true) => Finish::Commit,
-                                Ok(false) => Finish::Rollback,
-                                Err(error) => {
-                                    report.errors.push(RecoveryError {
-                                        connection: name.clone(),
-                                        branch: Some(label.clone()),
-                                        action: RecoveryAction::RecordAbort,
-                                        error,
-                                    });
                                     still_prepared.push(branch.gtrid.clone());
                                     continue;
                                 }
@@ -817,30 +804,39 @@ async fn site_committed(site: Option<u32>, gtrid: &str, question: SiteQuestion) 
 /// Whether `database` has no marker table at all, of any version. A failure to ask counts as
 /// having one.
 async fn lacks_marker_table(database: &Database) -> bool {
-    let probe = format!("SELECT unit_id FROM {MARKERS_TABLE} WHERE 1 = 0");
-    let found: Result<Vec<String>> = crate::executor::fetch_column(database, &probe).await;
+    let found: Result<Vec<String>> = crate::executor::fetch_column(database, &probe_marker_table()).await;
     matches!(found, Err(Error::Schema { .. }))
 }
 
-/// Asks the commit point site (`site`, from the qualifier of `branch`) `question` about the
-/// branch's unit: `None` when it cannot be answered, with the failure added to `report`.
-async fn ask_site(
+/// `answer`, or `None` with its failure added to `report` against `branch`, as `action`.
+fn or_report(
     report: &mut RecoveryReport,
     branch: &BranchRef,
-    site: Option<u32>,
-    question: SiteQuestion,
+    action: RecoveryAction,
+    answer: Result<bool>,
 ) -> Option<bool> {
-    match site_committed(site, &branch.gtrid, question).await {
+    match answer {
         Ok(committed) => Some(committed),
         Err(error) => {
             report.errors.push(RecoveryError {
                 connection: branch.connection.clone(),
                 branch: Some(branch.clone()),
-                action: RecoveryAction::LookUpSite,
+                action,
                 error,
             });
             None
         }
+    }
+}
+
+/// The error of a unit whose decision was refused by `cause`: `RolledBackByRecovery` when
+/// recovery's abort claim under its id is what refused it (`claimed`), else `cause`.
+fn refused_by_claim(gtrid: &str, claimed: Result<bool>, cause: Error) -> Error {
+    match claimed {
+        Ok(true) => Error::TwoPhase(TwoPhaseError::RolledBackByRecovery {
+            gtrid: gtrid.to_owned(),
+        }),
+        _ => cause,
     }
 }
 

@@ -597,6 +597,11 @@ pub(crate) fn probe_markers() -> String {
     format!("SELECT unit_id, aborted FROM {MARKERS_TABLE} WHERE 1 = 0")
 }
 
+/// The query that succeeds, answering no row, when the marker table exists in any version.
+pub(crate) fn probe_marker_table() -> String {
+    format!("SELECT unit_id FROM {MARKERS_TABLE} WHERE 1 = 0")
+}
+
 /// Asks the dialect of the engine `db` came from a `question` about the error's code: the one
 /// place that finds an error's engine and code.
 pub(crate) fn ask<T>(db: &dyn sqlx::error::DatabaseError, question: impl FnOnce(&dyn Dialect, &str) -> T) -> T {
