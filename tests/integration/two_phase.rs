@@ -320,6 +320,28 @@ async fn hold_answer_to(
     (proxy, held, direct)
 }
 
+/// Waits, at most 30 s, until the fault `held` fired and then until `done` answers true: the
+/// server ran what the child sent, and only its answer is held. Panics with `expected` otherwise.
+async fn ran_unanswered(held: &testkit::Armed, done: impl AsyncFn() -> bool, expected: &str) {
+    let ran = async {
+        held.wait_fired().await;
+        while !done().await {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), ran)
+        .await
+        .expect(expected);
+}
+
+/// The child's transfer failed with `error` (as its `Debug` names it), and nothing of it applied.
+async fn assert_refused(output: &std::process::Output, error: &str, pair: &Pair) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the transfer committed: {stderr}");
+    assert!(stderr.contains(error), "{stderr}");
+    assert_consistent(pair, false).await;
+}
+
 /// `two_phase_child` for `pair`, its stdout piped.
 fn child_command(mode: &str, pair: &Pair, log: &str, coordinator: &str, last: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_two_phase_child"));
@@ -813,10 +835,7 @@ async fn a_unit_too_old_to_decide_safely_rolls_back(first: Backend, second: Back
         .stderr(Stdio::piped())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(stderr.contains("DecisionTooLate"), "{stderr}");
-    assert_consistent(&pair, false).await;
+    assert_refused(&output, "DecisionTooLate", &pair).await;
     Ok(())
 }
 
@@ -829,16 +848,14 @@ async fn a_crash_while_the_site_answer_is_lost_commits(first: Backend, second: B
     let trigger = testkit::Trigger::contains("INSERT INTO activerecord_markers");
     let (proxy, held, direct) = hold_answer_to(&mut pair, 0, trigger).await;
     let mut transfer = child("transfer", &pair, &log, &coordinator, "none");
-    let committed_unanswered = async {
-        held.wait_fired().await;
-        // The server ran the whole batch; only its answer is held.
-        while Movement::count(&pair.dbs[0]).await.unwrap() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), committed_unanswered)
-        .await
-        .expect("the child sent the site's COMMIT, and the server ran it");
+    // The server ran the whole batch; only its answer is held.
+    let committed = async || Movement::count(&pair.dbs[0]).await.unwrap() > 0;
+    ran_unanswered(
+        &held,
+        committed,
+        "the child sent the site's COMMIT, and the server ran it",
+    )
+    .await;
     transfer.kill().unwrap(); // SIGKILL
     transfer.wait().unwrap();
     drop(proxy);
@@ -882,15 +899,8 @@ async fn recovery_fences_a_decision_still_on_its_way(first: Backend, second: Bac
         .spawn()
         .unwrap();
     pair.urls[1] = direct;
-    let prepared_unanswered = async {
-        held.wait_fired().await;
-        while prepared_count(&pair.dbs[1]).await == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), prepared_unanswered)
-        .await
-        .expect("the child prepared the joined branch");
+    let prepared = async || prepared_count(&pair.dbs[1]).await > 0;
+    ran_unanswered(&held, prepared, "the child prepared the joined branch").await;
     let report = recover(&pair, &log, &coordinator, 0);
     let prepared = if variant == Variant::Log { 2 } else { 1 };
     assert!(report.contains(&format!("rolled_back={prepared}")), "{report}");
@@ -899,10 +909,7 @@ async fn recovery_fences_a_decision_still_on_its_way(first: Backend, second: Bac
         .await
         .unwrap()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "the transfer committed: {stderr}");
-    assert!(stderr.contains("RolledBackByRecovery"), "{stderr}");
-    assert_consistent(&pair, false).await;
+    assert_refused(&output, "RolledBackByRecovery", &pair).await;
     Ok(())
 }
 
